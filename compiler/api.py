@@ -1,0 +1,52 @@
+"""The compiler's entry points: check a project and get its diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from compiler.checks import run_checks
+from compiler.checks.context import Context
+from compiler.diagnostics import Diagnostic, DiagnosticSink, Severity
+from compiler.loader import Project, load_project, load_text
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """The loaded project, its diagnostics in file order, and the checker's symbols when it ran."""
+
+    project: Project
+    diagnostics: list[Diagnostic]
+    context: Context | None
+
+    @property
+    def has_errors(self) -> bool:
+        return any(item.severity is Severity.ERROR for item in self.diagnostics)
+
+
+def check_path(path: Path, environment: str | None = None, *, with_stdlib: bool = True) -> CheckResult:
+    """Load and check the project at `path` (a folder or one file).
+
+    Example:
+        result = check_path(Path("examples/production"), "production")
+        assert not result.has_errors
+    """
+    sink = DiagnosticSink()
+    project = load_project(path, environment, sink, with_stdlib=with_stdlib)
+    return _check(project, sink)
+
+
+def check_text(text: str, path: str = "<input>") -> CheckResult:
+    """Check one in-memory file as a whole project, without the standard library."""
+    sink = DiagnosticSink()
+    project = load_text(text, path, sink)
+    return _check(project, sink)
+
+
+def _check(project: Project, sink: DiagnosticSink) -> CheckResult:
+    context = None
+    # After a syntax error, later checks would only repeat its consequences
+    # (a declaration that failed to parse looks undeclared), so they wait.
+    if project.syntax_ok and not sink.has_errors:
+        context = run_checks(project, sink)
+    return CheckResult(project=project, diagnostics=sink.sorted(), context=context)

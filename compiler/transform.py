@@ -1,0 +1,613 @@
+"""Turn lark's parse callbacks into AST nodes with spans.
+
+The transformer runs inside the LALR parser (no intermediate parse tree), so
+each method receives already-built children. Methods share their grammar
+rule's name; property rules without a method become `ast.Property`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lark import Transformer, Tree, v_args
+
+from compiler import ast
+from compiler.lexer import Tok
+from compiler.span import Span
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+
+# Property rules whose keyword is more than the first word of the source text.
+_KEY_OVERRIDES = {
+    "src_auth_bearer": "auth bearer",
+    "src_auth_hmac": "auth hmac",
+    "src_resolved_when": "resolved when",
+}
+_PROPERTY_PREFIXES = (
+    "set_",
+    "smtp_",
+    "opt_",
+    "svc_",
+    "tf_",
+    "classify_",
+    "grouping_",
+    "dedup_",
+    "correlate_",
+    "pd_",
+    "slack_",
+    "esc_",
+    "src_",
+    "hmac_",
+    "rb_",
+    "st_",
+    "http_",
+    "team_",
+    "route_",
+)
+_TIMING = {"group_by", "group_wait", "group_interval", "repeat_interval"}
+_NOT_PROPERTIES = {"pd_rule", "src_map", "esc_for_severity", "route_block", "route_child"}
+
+
+def duration_seconds(text: str) -> float:
+    return sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _DURATION_PART.findall(text))
+
+
+def unescape(body: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code.startswith("u") and len(code) == 5:
+            return chr(int(code[1:], 16))
+        return _ESCAPES.get(code, "\\" + code)
+
+    return _ESCAPE.sub(replace, body) if "\\" in body else body
+
+
+# Tokens that carry a value; keywords and punctuation are dropped before a
+# method sees its children (they are kept by lark only so spans are exact).
+_VALUE_TOKENS = frozenset(
+    {
+        "IDENT",
+        "STRING",
+        "BLOCK_STRING",
+        "SQ_STRING",
+        "DURATION",
+        "PERCENT",
+        "NUMBER",
+        "INT",
+        "MATCH_OP",
+        "CMP_OP",
+        "ARROW",
+        "EQUAL",
+        "RISK_LEVEL",
+        "ESC_STATE",
+        "HTTP_METHOD",
+        "TRUE",
+        "FALSE",
+    }
+)
+
+
+@dataclass(slots=True)
+class Block:
+    """The items between braces, with the span of the braces."""
+
+    items: list[Any]
+    span: Span
+
+
+def _edge(children: list[Any], last: bool) -> Any:
+    """Return the first (or last) token or node span among `children`; both have positions."""
+    for child in reversed(children) if last else children:
+        if child is None:
+            continue
+        if type(child) is Tok:
+            return child
+        if isinstance(child, list):
+            found = _edge(child, last)
+            if found is not None:
+                return found
+            continue
+        return child.span
+    return None
+
+
+def _span_of(children: list[Any], path: str) -> Span | None:
+    first = _edge(children, last=False)
+    if first is None:
+        return None
+    last = _edge(children, last=True)
+    return Span(path, first.start, last.end, first.line, first.column, last.end_line, last.end_column)
+
+
+def _with_span(method: Any, _rule: str, children: list[Any], _meta: Any) -> Any:
+    span = _span_of(children, method.base_func.__self__.file_path)
+    kept = [child for child in children if not (type(child) is Tok and child.type not in _VALUE_TOKENS)]
+    return method(kept, span)
+
+
+Meta = Span
+
+
+@v_args(wrapper=_with_span)
+class ToAst(Transformer):
+    """Build AST nodes for one file; `file_path` and `text` are set before each parse."""
+
+    def __init__(self) -> None:
+        super().__init__(visit_tokens=False)
+        self.file_path = "<input>"
+        self.text = ""
+
+    # ------------------------------------------------------------ helpers
+
+    def _span(self, meta: Span | Tok) -> Span:
+        return meta.span(self.file_path) if type(meta) is Tok else meta
+
+    def _keyword_span(self, span: Span) -> Span:
+        text = self.text
+        end = span.start
+        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+            end += 1
+        return Span(self.file_path, span.start, end, span.line, span.column, span.line, span.column + end - span.start)
+
+    def _node(self, child: Any) -> Any:
+        """Convert a leftover token into a node; keep nodes and `None` as they are."""
+        if type(child) is not Tok:
+            return child
+        span = self._span(child)
+        kind = child.type
+        if kind == "DURATION":
+            return ast.Duration(span=span, text=child.value, seconds=duration_seconds(child.value))
+        if kind == "INT":
+            return ast.Int(span=span, value=int(child.value))
+        if kind == "PERCENT":
+            return ast.Percent(span=span, value=float(child.value[:-1]), text=child.value)
+        if kind == "NUMBER":
+            return ast.Number(span=span, value=float(child.value), text=child.value)
+        return ast.Name(span=span, value=child.value)
+
+    def _args(self, children: list[Any]) -> list[Any]:
+        return [self._node(child) for child in children if not (type(child) is Tok and child.type == "EQUAL")]
+
+    def _property(self, rule: str, children: list[Any], meta: Meta) -> ast.Property:
+        key_span = self._keyword_span(meta)
+        key = _KEY_OVERRIDES.get(rule) or self.text[key_span.start : key_span.end]
+        return ast.Property(span=self._span(meta), key=key, key_span=key_span, args=self._args(children))
+
+    def __default__(self, data: str, children: list[Any], _meta: Any) -> Any:
+        if data.startswith("_"):
+            # lark's helper rules for repetition; the parent rule inlines their children.
+            return Tree(data, children)
+        meta = _span_of(children, self.file_path)
+        children = [child for child in children if not (type(child) is Tok and child.type not in _VALUE_TOKENS)]
+        if data in _TIMING or (data.startswith(_PROPERTY_PREFIXES) and data not in _NOT_PROPERTIES):
+            return self._property(data, children, meta)
+        raise AssertionError(f"grammar rule {data!r} has no transformer method")
+
+    # ------------------------------------------------------------ values
+
+    def name(self, children: list[Tok], meta: Meta) -> ast.Name:
+        return ast.Name(span=self._span(meta), value=children[0].value)
+
+    def string(self, children: list[Tok], meta: Meta) -> ast.Str:
+        token = children[0]
+        if token.type == "BLOCK_STRING":
+            return ast.Str(span=self._span(meta), value=unescape(token.value[3:-3]), block=True)
+        return ast.Str(span=self._span(meta), value=unescape(token.value[1:-1]))
+
+    def single_quoted(self, children: list[Tok], meta: Meta) -> ast.Str:
+        return ast.Str(span=self._span(meta), value=children[0].value[1:-1], single_quoted=True)
+
+    def secret(self, children: list[Any], meta: Meta) -> ast.Secret:
+        return ast.Secret(span=self._span(meta), name=children[0])
+
+    def boolean(self, children: list[Tok], meta: Meta) -> ast.Bool:
+        return ast.Bool(span=self._span(meta), value=children[0].type == "TRUE")
+
+    def int_lit(self, children: list[Tok], meta: Meta) -> ast.Int:
+        return self._node(children[0])
+
+    number_lit = duration_lit = percent_lit = int_lit
+
+    def name_list(self, children: list[Any], meta: Meta) -> ast.NameList:
+        return ast.NameList(span=self._span(meta), items=[item for item in children if item is not None])
+
+    after_list = name_list
+
+    def string_list(self, children: list[Any], meta: Meta) -> ast.StrList:
+        return ast.StrList(span=self._span(meta), items=[item for item in children if item is not None])
+
+    def label_list(self, children: list[Any], meta: Meta) -> ast.LabelList:
+        items = [self._label_name(item) for item in children if item is not None]
+        return ast.LabelList(span=self._span(meta), items=items)
+
+    def _label_name(self, item: ast.Name | ast.Str) -> ast.LabelName:
+        return ast.LabelName(span=item.span, value=item.value, quoted=isinstance(item, ast.Str))
+
+    # ------------------------------------------------------------ expressions
+
+    def path(self, children: list[Any], meta: Meta) -> ast.Path:
+        return ast.Path(
+            span=self._span(meta), parts=[item.value for item in children], part_spans=[item.span for item in children]
+        )
+
+    def list_expr(self, children: list[Any], meta: Meta) -> ast.ListExpr:
+        return ast.ListExpr(span=self._span(meta), items=[self._node(item) for item in children if item is not None])
+
+    def compare(self, children: list[Any], meta: Meta) -> ast.Compare:
+        left, op, right = children
+        return ast.Compare(
+            span=self._span(meta), op=op.value, op_span=self._span(op), left=self._node(left), right=self._node(right)
+        )
+
+    def _membership(self, children: list[Any], meta: Meta, op: str) -> ast.Compare:
+        left, right = self._node(children[0]), self._node(children[-1])
+        op_span = Span(
+            self.file_path,
+            left.span.end,
+            right.span.start,
+            left.span.end_line,
+            left.span.end_column,
+            right.span.line,
+            right.span.column,
+        )
+        return ast.Compare(span=self._span(meta), op=op, op_span=op_span, left=left, right=right)
+
+    def in_(self, children: list[Any], meta: Meta) -> ast.Compare:
+        return self._membership(children, meta, "in")
+
+    def not_in(self, children: list[Any], meta: Meta) -> ast.Compare:
+        return self._membership(children, meta, "not in")
+
+    def _bool_op(self, op: str, children: list[Any], meta: Meta) -> ast.BoolOp:
+        items: list[Any] = []
+        for child in children:
+            node = self._node(child)
+            # `a or b or c` parses left-nested; keep one flat node per chain.
+            if isinstance(node, ast.BoolOp) and node.op == op:
+                items.extend(node.items)
+            else:
+                items.append(node)
+        return ast.BoolOp(span=self._span(meta), op=op, items=items)
+
+    def or_(self, children: list[Any], meta: Meta) -> ast.BoolOp:
+        return self._bool_op("or", children, meta)
+
+    def and_(self, children: list[Any], meta: Meta) -> ast.BoolOp:
+        return self._bool_op("and", children, meta)
+
+    def not_(self, children: list[Any], meta: Meta) -> ast.Not:
+        return ast.Not(span=self._span(meta), item=self._node(children[0]))
+
+    # ------------------------------------------------------------ keyword-wrapped `?` rules
+
+    def operand(self, children: list[Any], meta: Meta) -> Any:
+        return self._node(children[0])
+
+    def test_item(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    # ------------------------------------------------------------ file
+
+    def start(self, children: list[Any], meta: Meta) -> ast.Module:
+        span = meta or Span(self.file_path, 0, 0, 1, 1, 1, 1)
+        return ast.Module(span=span, decls=children)
+
+    # ------------------------------------------------------------ settings and people
+
+    def settings(self, children: list[Any], meta: Meta) -> ast.Settings:
+        return ast.Settings(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+
+    def defaults(self, children: list[Any], meta: Meta) -> ast.Defaults:
+        return ast.Defaults(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+
+    def use(self, children: list[Any], meta: Meta) -> ast.Use:
+        return ast.Use(span=meta, keyword_span=self._keyword_span(meta), what=children[0], names=children[1])
+
+    def environment(self, children: list[Any], meta: Meta) -> ast.Environment:
+        return ast.Environment(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], decls=children[1:])
+
+    def team(self, children: list[Any], meta: Meta) -> ast.Team:
+        return ast.Team(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
+
+    def receiver(self, children: list[Any], meta: Meta) -> ast.Receiver:
+        return ast.Receiver(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], channels=children[1:])
+
+    def channel(self, children: list[Any], meta: Meta) -> ast.Channel:
+        kind, target, *options = children
+        return ast.Channel(span=self._span(meta), kind=kind.value, kind_span=kind.span, target=target, options=options)
+
+    def channel_kind(self, children: list[Tok], meta: Meta) -> ast.Name:
+        return ast.Name(span=meta, value=self.text[meta.start : meta.end])
+
+    def service(self, children: list[Any], meta: Meta) -> ast.Service:
+        return ast.Service(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
+
+    def svc_match(self, children: list[Any], meta: Meta) -> ast.Property:
+        return ast.Property(span=self._span(meta), key="match", key_span=self._keyword_span(meta), args=children[0])
+
+    # ------------------------------------------------------------ routing
+
+    def route_root(self, children: list[Any], meta: Meta) -> ast.RouteDecl:
+        span = self._span(meta)
+        root = self._route_from_items(span, children, is_root=True)
+        root.has_block = True
+        return ast.RouteDecl(span=span, keyword_span=self._keyword_span(meta), root=root)
+
+    def _route_from_items(self, span: Span, items: list[Any], *, is_root: bool = False) -> ast.Route:
+        route = ast.Route(span=span, is_root=is_root, items=[item for item in items if item is not None])
+        for item in route.items:
+            if isinstance(item, ast.Property) and item.key == "receiver":
+                route.receiver = route.receiver or item.args[0]
+        return route
+
+    def route_block(self, children: list[Any], meta: Meta) -> Block:
+        return Block(children, meta)
+
+    def match_route(self, children: list[Any], meta: Meta) -> ast.Route:
+        matchers, _arrow, receiver, block = children
+        return self._child_route(meta, matchers, receiver, block)
+
+    def plain_route(self, children: list[Any], meta: Meta) -> ast.Route:
+        _arrow, receiver, block = children
+        return self._child_route(meta, [], receiver, block)
+
+    def _child_route(
+        self, meta: Meta, matchers: list[ast.Matcher], receiver: ast.Name | None, block: list[Any] | None
+    ) -> ast.Route:
+        route = self._route_from_items(self._span(meta), block.items if block else [])
+        route.matchers = matchers
+        route.has_block = block is not None
+        if receiver is not None:
+            route.receiver = receiver
+        return route
+
+    def matchers(self, children: list[ast.Matcher], meta: Meta) -> list[ast.Matcher]:
+        return children
+
+    def matcher(self, children: list[Any], meta: Meta) -> ast.Matcher:
+        label, op, value = children
+        return ast.Matcher(span=self._span(meta), label=self._label_name(label), op=op.value, op_span=self._span(op), value=value)
+
+    def inhibit(self, children: list[Any], meta: Meta) -> ast.Inhibit:
+        source, target, equal = children
+        return ast.Inhibit(
+            span=self._span(meta), keyword_span=self._keyword_span(meta), source=source, target=target, equal=equal
+        )
+
+    def time_interval(self, children: list[Any], meta: Meta) -> ast.TimeInterval:
+        name, *items = children
+        periods = [item for item in items if isinstance(item, ast.Period)]
+        loose = [item for item in items if isinstance(item, ast.Property)]
+        if loose:
+            first, last = loose[0].span, loose[-1].span
+            periods.insert(0, ast.Period(span=first.to(last), items=loose, explicit=False))
+        return ast.TimeInterval(span=self._span(meta), keyword_span=self._keyword_span(meta), name=name, periods=periods)
+
+    def period(self, children: list[Any], meta: Meta) -> ast.Period:
+        return ast.Period(span=self._span(meta), items=children)
+
+    def period_field(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    # ------------------------------------------------------------ triage
+
+    def severity(self, children: list[Any], meta: Meta) -> ast.SeverityDecl:
+        *rules, fallback = children
+        return ast.SeverityDecl(span=self._span(meta), keyword_span=self._keyword_span(meta), rules=rules, fallback=fallback)
+
+    def severity_rule(self, children: list[Any], meta: Meta) -> ast.SeverityRule:
+        return ast.SeverityRule(span=self._span(meta), level=children[0], condition=self._node(children[1]))
+
+    def else_level(self, children: list[Any], meta: Meta) -> ast.SeverityElse:
+        return ast.SeverityElse(span=self._span(meta), level=children[0], classify=False, options=[])
+
+    def else_classify(self, children: list[Any], meta: Meta) -> ast.SeverityElse:
+        return ast.SeverityElse(span=self._span(meta), level=None, classify=True, options=children)
+
+    def classify_option(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def dedup(self, children: list[Any], meta: Meta) -> ast.Grouping:
+        return ast.Grouping(
+            span=self._span(meta), keyword_span=self._keyword_span(meta), kind="dedup", name=children[0], items=children[1:]
+        )
+
+    def correlate(self, children: list[Any], meta: Meta) -> ast.Grouping:
+        return ast.Grouping(
+            span=self._span(meta), keyword_span=self._keyword_span(meta), kind="correlate", name=children[0], items=children[1:]
+        )
+
+    def dedup_item(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    correlate_item = dedup_item
+
+    # ------------------------------------------------------------ integrations
+
+    def pagerduty(self, children: list[Any], meta: Meta) -> ast.PagerDuty:
+        return ast.PagerDuty(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+
+    def pd_priority(self, children: list[Any], meta: Meta) -> ast.Property:
+        return self._property("pd_priority", children, meta)
+
+    def pd_rule(self, children: list[Any], meta: Meta) -> ast.PagerDutyRule:
+        return ast.PagerDutyRule(span=self._span(meta), title=children[0], items=children[1:])
+
+    def pd_rule_item(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def slack(self, children: list[Any], meta: Meta) -> ast.Slack:
+        return ast.Slack(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+
+    def slack_item(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def escalation(self, children: list[Any], meta: Meta) -> ast.Escalation:
+        return ast.Escalation(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
+
+    def escalation_step(self, children: list[Any], meta: Meta) -> ast.EscalationStep:
+        delay, state, action = children
+        return ast.EscalationStep(
+            span=self._span(meta), delay=self._node(delay), state=state.value, state_span=self._span(state), action=action
+        )
+
+    def esc_action(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def esc_for_severity(self, children: list[Any], meta: Meta) -> ast.EscalationSeverityBlock:
+        return ast.EscalationSeverityBlock(span=self._span(meta), levels=children[0], steps=children[1:])
+
+    def source(self, children: list[Any], meta: Meta) -> ast.Source:
+        items = [item for item in children[1:] if isinstance(item, ast.Property)]
+        mappings = [mapping for item in children[1:] if isinstance(item, list) for mapping in item]
+        return ast.Source(
+            span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=items, mappings=mappings
+        )
+
+    def source_item(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def src_map(self, children: list[Any], meta: Meta) -> list[ast.FieldMapping]:
+        return children
+
+    def hmac_option(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def field_mapping(self, children: list[Any], meta: Meta) -> ast.FieldMapping:
+        return ast.FieldMapping(span=self._span(meta), target=children[0], value=self._node(children[-1]))
+
+    # ------------------------------------------------------------ actions and runbooks
+
+    def action(self, children: list[Any], meta: Meta) -> ast.Action:
+        name, *rest = children
+        params = [item for item in rest if isinstance(item, ast.Param)]
+        items = [item for item in rest if item is not None and not isinstance(item, ast.Param)]
+        return ast.Action(span=self._span(meta), keyword_span=self._keyword_span(meta), name=name, params=params, items=items)
+
+    def param(self, children: list[Any], meta: Meta) -> ast.Param:
+        name, type_name, _equal, default, pattern = children
+        return ast.Param(span=self._span(meta), name=name, type=type_name, default=self._node(default), pattern=pattern)
+
+    def runbook(self, children: list[Any], meta: Meta) -> ast.Runbook:
+        name, title, *items = children
+        return ast.Runbook(span=self._span(meta), keyword_span=self._keyword_span(meta), name=name, title=title, items=items)
+
+    def parallel(self, children: list[Any], meta: Meta) -> ast.Parallel:
+        return ast.Parallel(span=self._span(meta), steps=children)
+
+    def step(self, children: list[Any], meta: Meta) -> ast.Step:
+        name, after, *items = children
+        return ast.Step(span=self._span(meta), name=name, after=after, items=items)
+
+    def step_attr(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def _step_kind(self, kind: str, children: list[Any], meta: Meta) -> ast.StepKind:
+        args = self._args(children)
+        options = [item for item in args if isinstance(item, ast.Property)]
+        args = [item for item in args if not isinstance(item, ast.Property)]
+        return ast.StepKind(span=self._span(meta), kind=kind, kind_span=self._keyword_span(meta), args=args, options=options)
+
+    def sk_run(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("run", children, meta)
+
+    def sk_http(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("http", children, meta)
+
+    def sk_query(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("query", children, meta)
+
+    def sk_notify(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("notify", children, meta)
+
+    def sk_approve(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("approve", children, meta)
+
+    def sk_wait(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("wait", children, meta)
+
+    def sk_set(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("set", children, meta)
+
+    def sk_report(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("report", children, meta)
+
+    def sk_assist(self, children: list[Any], meta: Meta) -> ast.StepKind:
+        return self._step_kind("assist", children, meta)
+
+    def http_option(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def action_call(self, children: list[Any], meta: Meta) -> ast.ActionCall:
+        return ast.ActionCall(span=self._span(meta), action=children[0], args=children[1:])
+
+    def call_arg(self, children: list[Any], meta: Meta) -> ast.CallArg:
+        return ast.CallArg(span=self._span(meta), name=None, value=self._node(children[0]))
+
+    def call_word(self, children: list[Any], meta: Meta) -> ast.CallArg:
+        return ast.CallArg(span=self._span(meta), name=None, value=children[0])
+
+    def call_named(self, children: list[Any], meta: Meta) -> ast.CallArg:
+        return ast.CallArg(span=self._span(meta), name=children[0], value=self._node(children[-1]))
+
+    # ------------------------------------------------------------ templates and tests
+
+    def template(self, children: list[Any], meta: Meta) -> ast.Template:
+        return ast.Template(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], locales=children[1:])
+
+    def template_locale(self, children: list[Any], meta: Meta) -> ast.TemplateLocale:
+        return ast.TemplateLocale(span=self._span(meta), locale=children[0], fields=children[1:])
+
+    def template_field(self, children: list[Any], meta: Meta) -> ast.TemplateField:
+        return ast.TemplateField(span=self._span(meta), name=children[0], value=children[1])
+
+    def test(self, children: list[Any], meta: Meta) -> ast.Test:
+        return ast.Test(span=self._span(meta), keyword_span=self._keyword_span(meta), title=children[0], items=children[1:])
+
+    def label_pair(self, children: list[Any], meta: Meta) -> ast.LabelPair:
+        return ast.LabelPair(span=self._span(meta), name=self._label_name(children[0]), value=children[-1])
+
+    def _test_pairs(self, key: str, children: list[Any], meta: Meta) -> ast.TestItem:
+        pairs = [item for item in children if item is not None]
+        return ast.TestItem(span=self._span(meta), key=key, key_span=self._keyword_span(meta), pairs=pairs)
+
+    def test_alert(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._test_pairs("alert", children, meta)
+
+    def test_annotations(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._test_pairs("annotations", children, meta)
+
+    def test_also_firing(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._test_pairs("also_firing", children, meta)
+
+    def test_at(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return ast.TestItem(span=self._span(meta), key="at", key_span=self._keyword_span(meta), args=children)
+
+    def expectation(self, children: list[Any], meta: Meta) -> Any:
+        return children[0]
+
+    def _expect(self, key: str, children: list[Any], meta: Meta) -> ast.TestItem:
+        return ast.TestItem(span=self._span(meta), key=key, key_span=self._keyword_span(meta), args=self._args(children))
+
+    def expect_receivers(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect receivers", children, meta)
+
+    def expect_severity(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect severity", children, meta)
+
+    def expect_inhibited(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect inhibited", children, meta)
+
+    def expect_not_inhibited(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect not inhibited", children, meta)
+
+    def expect_runbooks(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect runbooks", children, meta)
+
+    def expect_group_by(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect group_by", children, meta)

@@ -1,0 +1,1 @@
+"""The irules runtime: the command-line interface and, later, the daemon."""

@@ -1,0 +1,1 @@
+"""Artifacts rendered from the checked ruleset: Alertmanager, PagerDuty, Slack."""
