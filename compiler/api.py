@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compiler.checks import run_checks
 from compiler.checks.context import Context
 from compiler.diagnostics import Diagnostic, DiagnosticSink, Severity
+from compiler.errors import CompileFailed
+
+if TYPE_CHECKING:
+    from compiler.ir import Ruleset
 from compiler.loader import Project, load_project, load_text
 
 
@@ -23,6 +28,18 @@ class CheckResult:
     def has_errors(self) -> bool:
         return any(item.severity is Severity.ERROR for item in self.diagnostics)
 
+    def ruleset(self) -> Ruleset:
+        """Lower the checked project to the IR.
+
+        Raises:
+            CompileFailed: the rules have errors.
+        """
+        if self.has_errors or self.context is None:
+            raise CompileFailed([item for item in self.diagnostics if item.severity is Severity.ERROR])
+        from compiler.lower import lower
+
+        return lower(self.context)
+
 
 def check_path(path: Path, environment: str | None = None, *, with_stdlib: bool = True) -> CheckResult:
     """Load and check the project at `path` (a folder or one file).
@@ -34,6 +51,15 @@ def check_path(path: Path, environment: str | None = None, *, with_stdlib: bool 
     sink = DiagnosticSink()
     project = load_project(path, environment, sink, with_stdlib=with_stdlib)
     return _check(project, sink)
+
+
+def compile_rules(path: Path, environment: str | None = None) -> Ruleset:
+    """Check the project at `path` and return its ruleset.
+
+    Raises:
+        CompileFailed: the rules have errors; the exception holds them.
+    """
+    return check_path(path, environment).ruleset()
 
 
 def check_text(text: str, path: str = "<input>") -> CheckResult:
