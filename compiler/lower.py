@@ -46,7 +46,7 @@ def lower(context: Context) -> ir.Ruleset:
         sources=[_source(decl) for decl in _sorted_by_name(symbols.sources.values())],
         groupings=[_grouping(decl) for decl in context.project.decls if isinstance(decl, ast.Grouping)],
         actions=[_action(decl) for decl in _sorted_by_name(symbols.actions.values())],
-        runbooks=[_runbook(decl) for decl in _sorted_by_name(symbols.runbooks.values())],
+        runbooks=[_runbook(decl, symbols.actions) for decl in _sorted_by_name(symbols.runbooks.values())],
         templates=[_template(decl) for decl in _sorted_by_name(symbols.templates.values())],
         tests=[_test(decl) for decl in symbols.tests],
     )
@@ -253,7 +253,7 @@ def _inhibit(decl: ast.Inhibit) -> ir.Inhibit:
 
 
 def _time_interval(decl: ast.TimeInterval) -> ir.TimeInterval:
-    from compiler.timeintervals import parse_time_range
+    from compiler.timeintervals import parse_times
 
     periods = []
     for period in decl.periods:
@@ -261,9 +261,9 @@ def _time_interval(decl: ast.TimeInterval) -> ir.TimeInterval:
         for prop in period.items:
             if prop.key == "times":
                 fields["times"] = [
-                    ir.TimeRange(start_minute=start, end_minute=end)
+                    ir.TimeRange(start_minute=span.start_minute, end_minute=span.end_minute)
                     for text in value(prop.args[0])
-                    for start, end in parse_time_range(text)
+                    for span in parse_times(text)
                 ]
             else:
                 fields[prop.key] = value(prop.args[0])
@@ -452,10 +452,11 @@ def _step_arg(arg: object, params: frozenset[str]) -> Any:
     return value(arg)
 
 
-def _runbook(decl: ast.Runbook) -> ir.Runbook:
+def _runbook(decl: ast.Runbook, actions: dict[str, ast.Action]) -> ir.Runbook:
     from compiler.stepgraph import build_step_graph
 
-    graph = build_step_graph(decl)
+    graph = build_step_graph(decl, actions)
+    dependencies = graph.dependencies
     fields: dict[str, Any] = {}
     for prop in _props(decl.items):
         match prop.key:
@@ -476,9 +477,10 @@ def _runbook(decl: ast.Runbook) -> ir.Runbook:
     steps = []
     for step in _steps(decl):
         lowered = _step_from_items(step.name.value, step.items)
+        name = step.name.value
         extra = {
-            "depends_on": sorted(graph.dependencies(step.name.value)),
-            "compensation": graph.is_compensation(step.name.value),
+            "depends_on": sorted(dependencies.predecessors(name)),
+            "compensation": bool(graph.graph.nodes[name]["compensation"]),
         }
         steps.append(lowered.model_copy(update=extra))
     return ir.Runbook(id=decl.name.value, title=value(decl.title), steps=steps, **fields)
