@@ -283,6 +283,14 @@ class ToAst(Transformer):
     def not_(self, children: list[Any], meta: Meta) -> ast.Not:
         return ast.Not(span=self._span(meta), item=self._node(children[0]))
 
+    # ------------------------------------------------------------ optional parts led by a keyword
+
+    def _keyword_value(self, children: list[Any], meta: Meta) -> Any:
+        return self._node(children[0])
+
+    inhibit_on = repeat_every = escalate_to = param_pattern = step_after = _keyword_value
+    retry_backoff = approval_timeout = notify_template = _keyword_value
+
     # ------------------------------------------------------------ keyword-wrapped `?` rules
 
     def operand(self, children: list[Any], meta: Meta) -> Any:
@@ -544,7 +552,12 @@ class ToAst(Transformer):
         return children[0]
 
     def action_call(self, children: list[Any], meta: Meta) -> ast.ActionCall:
-        return ast.ActionCall(span=self._span(meta), action=children[0], args=children[1:])
+        # `?call_arg` inlines a bare literal, so wrap those here: every argument is a `CallArg`.
+        args = [
+            item if isinstance(item, ast.CallArg) else ast.CallArg(span=item.span, name=None, value=self._node(item))
+            for item in children[1:]
+        ]
+        return ast.ActionCall(span=self._span(meta), action=children[0], args=args)
 
     def call_arg(self, children: list[Any], meta: Meta) -> ast.CallArg:
         return ast.CallArg(span=self._span(meta), name=None, value=self._node(children[0]))
