@@ -56,6 +56,12 @@ CODES: dict[str, Code] = {
         "`=~` and `!~`. Expressions (in `when` and mappings) compare with `==`, `!=`, `<`,\n"
         "`<=`, `>`, `>=`, `=~`, `!~`, `in` and `not in`.",
     ),
+    "IR0108": Code(
+        "nested too deeply",
+        "An expression or a route tree is nested more than 64 levels deep. Nothing in a real\n"
+        "policy needs that depth, and the checker walks these trees recursively, so irules\n"
+        "rejects them. Split a long condition into several rules or flatten the routes.",
+    ),
     "IR0201": Code(
         "nested environment",
         "An `environment` block holds declarations that replace or extend the base ones for\n"

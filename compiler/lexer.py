@@ -65,6 +65,9 @@ class Tok:
     column: int
     end_line: int
     end_column: int
+    # The other reading of a word that is both a keyword and a name in this
+    # state; LALR lookahead sets are merged, so the parser may need to retry.
+    alternative: str | None = None
 
     def span(self, path: str) -> Span:
         return Span(path, self.start, self.end, self.line, self.column, self.end_line, self.end_column)
@@ -120,6 +123,7 @@ def tokenize(
             comments.append((position, value.rstrip()))
             position = end
             continue
+        alternative = None
         if kind == "WORD":
             candidates = keywords.get(value)
             kind = "IDENT"
@@ -128,6 +132,8 @@ def tokenize(
                 kind = next((name for name in candidates if name in expected), None)
                 if kind is None:
                     kind = "IDENT" if "IDENT" in expected else candidates[0]
+                elif "IDENT" in expected:
+                    alternative = "IDENT"
         elif kind == "OP":
             kind = _OPERATORS[value]
         column = position - line_start + 1
@@ -138,5 +144,5 @@ def tokenize(
             line = end_line
             line_start = position + value.rindex("\n") + 1
         else:
-            yield Tok(kind, value, position, end, line, column, line, column + end - position)
+            yield Tok(kind, value, position, end, line, column, line, column + end - position, alternative)
         position = end

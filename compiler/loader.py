@@ -16,10 +16,11 @@ from pathlib import Path
 from compiler import ast
 from compiler.diagnostics import DiagnosticSink
 from compiler.lexer import LexError
-from compiler.parse import ParseFailed, parse_text
+from compiler.parse import NestedTooDeep, ParseFailed, parse_text
 from compiler.span import SourceFile
 from compiler.suggest import closest
 from compiler.syntax_errors import lex_error_diagnostic, parse_error_diagnostic
+from compiler.transform import MAX_NESTING
 
 TOP_LEVEL_KEYWORDS = (
     "settings",
@@ -158,6 +159,14 @@ def parse_recovering(source: SourceFile, sink: DiagnosticSink) -> ast.Module:
         except ParseFailed as error:
             sink.extend([parse_error_diagnostic(error, source)])
             offset = error.token.start
+        except NestedTooDeep as error:
+            sink.error(
+                "IR0108",
+                f"{error.what} nested more than {MAX_NESTING} levels deep",
+                error.span,
+                help="split it: give parts of the condition their own rules, or flatten the route tree",
+            )
+            offset = error.span.start
         blanked = _blank_declaration(text, offset)
         if blanked == text:
             break

@@ -22,10 +22,20 @@ from lark.parsers.lalr_analysis import Shift
 
 from compiler import ast
 from compiler.lexer import Tok, tokenize, word_types
+from compiler.span import Span
 from compiler.transform import ToAst
 
 GRAMMAR_PATH = Path(__file__).parent / "grammar" / "irules.lark"
 _WORD_ALTERNATIVES = re.compile(r"^\(\?:((?:[A-Za-z_]+\|)*[A-Za-z_]+)\)$")
+
+
+class NestedTooDeep(Exception):
+    """An expression or route tree nested deeper than `transform.MAX_NESTING` levels."""
+
+    def __init__(self, what: str, span: Span) -> None:
+        super().__init__(f"{what} nested too deeply")
+        self.what = what
+        self.span = span
 
 
 class ParseFailed(Exception):
@@ -109,18 +119,62 @@ def _plain_states(
 def parse_text(text: str, path: str) -> ast.Module:
     """Parse one file into a module that carries its comments.
 
-    Raises `ParseFailed` or `compiler.lexer.LexError` on a syntax error.
+    Raises `ParseFailed` or `compiler.lexer.LexError` on a syntax error, and
+    `NestedTooDeep` for trees deeper than the checks can walk.
     """
     table = tables()
     table.transformer.file_path = path
     table.transformer.text = text
+    table.transformer.reset()
     comments: list[tuple[int, str]] = []
     stack: list[int] = [table.start]
     states = table.states
     tokens = tokenize(text, table.keywords, lambda: states[stack[-1]], comments)
     module: ast.Module = _run(table, stack, tokens, _end_token(text))
     module.comments = comments
+    too_deep = table.transformer.too_deep
+    table.transformer.reset()
+    if too_deep is not None:
+        raise NestedTooDeep(*too_deep)
     return module
+
+
+def _feed_either(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], values: list[Any], token: Tok) -> None:
+    """Feed a word that reads as a keyword or as a name, trying the keyword first.
+
+    Both readings were acceptable to the lexer, but LALR shares lookahead sets
+    between states, so one of them may fail a few reductions later. The stacks
+    are restored before the second try.
+    """
+    saved_stack, saved_values = list(stack), list(values)
+    try:
+        _feed(states, stack, values, token)
+    except ParseFailed:
+        stack[:], values[:] = saved_stack, saved_values
+        token.type, token.alternative = token.alternative, None
+        _feed(states, stack, values, token)
+
+
+def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], values: list[Any], token: Tok) -> None:
+    """Shift one token that is not the end of input, after every reduction it triggers."""
+    while True:
+        action = states[stack[-1]].get(token.type)
+        if action is None:
+            expected = frozenset(name for name in states[stack[-1]] if name.isupper())
+            raise ParseFailed(token, expected, tuple(stack))
+        size = action[0]
+        if size is None:
+            stack.append(action[1])
+            values.append(token)
+            return
+        if size:
+            children = values[-size:]
+            del stack[-size:]
+            del values[-size:]
+        else:
+            children = []
+        values.append(action[2](children))
+        stack.append(states[stack[-1]][action[1]][1])
 
 
 def _end_token(text: str) -> Tok:
@@ -135,6 +189,9 @@ def _run(table: Tables, stack: list[int], tokens: Iterator[Tok], end_token: Tok)
     end_state = table.end
     values: list[Any] = []
     for token in itertools.chain(tokens, (end_token,)):
+        if token.alternative is not None:
+            _feed_either(states, stack, values, token)
+            continue
         while True:
             action = states[stack[-1]].get(token.type)
             if action is None:

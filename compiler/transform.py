@@ -23,6 +23,8 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
 
 # Property rules whose keyword is more than the first word of the source text.
+MAX_NESTING = 64
+
 _KEY_OVERRIDES = {
     "src_auth_bearer": "auth bearer",
     "src_auth_hmac": "auth hmac",
@@ -141,6 +143,21 @@ class ToAst(Transformer):
         super().__init__(visit_tokens=False)
         self.file_path = "<input>"
         self.text = ""
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the nesting depths of the previous file."""
+        # Nesting depth of expression and route nodes, by id(); checks walk
+        # these trees recursively, so `parse_text` rejects deeper ones.
+        self.depths: dict[int, int] = {}
+        self.too_deep: tuple[str, Span] | None = None
+
+    def _nest(self, node: Any, children: list[Any], what: str) -> Any:
+        depth = 1 + max((self.depths.get(id(child), 0) for child in children), default=0)
+        self.depths[id(node)] = depth
+        if depth > MAX_NESTING and self.too_deep is None:
+            self.too_deep = (what, node.span)
+        return node
 
     # ------------------------------------------------------------ helpers
 
@@ -236,7 +253,8 @@ class ToAst(Transformer):
         )
 
     def list_expr(self, children: list[Any], meta: Meta) -> ast.ListExpr:
-        return ast.ListExpr(span=self._span(meta), items=[self._node(item) for item in children if item is not None])
+        items = [self._node(item) for item in children if item is not None]
+        return self._nest(ast.ListExpr(span=self._span(meta), items=items), items, "expression")
 
     def compare(self, children: list[Any], meta: Meta) -> ast.Compare:
         left, op, right = children
@@ -255,7 +273,8 @@ class ToAst(Transformer):
             right.span.line,
             right.span.column,
         )
-        return ast.Compare(span=self._span(meta), op=op, op_span=op_span, left=left, right=right)
+        node = ast.Compare(span=self._span(meta), op=op, op_span=op_span, left=left, right=right)
+        return self._nest(node, [left, right], "expression")
 
     def in_(self, children: list[Any], meta: Meta) -> ast.Compare:
         return self._membership(children, meta, "in")
@@ -272,7 +291,7 @@ class ToAst(Transformer):
                 items.extend(node.items)
             else:
                 items.append(node)
-        return ast.BoolOp(span=self._span(meta), op=op, items=items)
+        return self._nest(ast.BoolOp(span=self._span(meta), op=op, items=items), items, "expression")
 
     def or_(self, children: list[Any], meta: Meta) -> ast.BoolOp:
         return self._bool_op("or", children, meta)
@@ -281,7 +300,8 @@ class ToAst(Transformer):
         return self._bool_op("and", children, meta)
 
     def not_(self, children: list[Any], meta: Meta) -> ast.Not:
-        return ast.Not(span=self._span(meta), item=self._node(children[0]))
+        item = self._node(children[0])
+        return self._nest(ast.Not(span=self._span(meta), item=item), [item], "expression")
 
     # ------------------------------------------------------------ optional parts led by a keyword
 
@@ -372,7 +392,7 @@ class ToAst(Transformer):
         route.has_block = block is not None
         if receiver is not None:
             route.receiver = receiver
-        return route
+        return self._nest(route, route.children, "route")
 
     def matchers(self, children: list[ast.Matcher], meta: Meta) -> list[ast.Matcher]:
         return children
