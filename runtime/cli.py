@@ -91,6 +91,65 @@ def codes(code: Annotated[str | None, typer.Argument(help="A diagnostic code suc
     print(text, end="")
 
 
+@app.command()
+def fmt(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders; every .irules file below a folder is formatted.")],
+    check_only: Annotated[bool, typer.Option("--check", help="Write nothing and list the files that would change.")] = False,
+) -> None:
+    """Format .irules files in place. Exit 0 when done, 1 on syntax errors or (with --check) files to change, 2 on usage errors."""
+    for path in paths:
+        _require_path(path)
+    try:
+        status = _format_paths(paths, check_only)
+    except Exception as error:
+        _fail_internal(error)
+    raise typer.Exit(status)
+
+
+def _format_paths(paths: list[Path], check_only: bool) -> int:
+    from compiler.loader import display_path, find_rule_files
+
+    files = dict.fromkeys(file.resolve() for path in paths for file in find_rule_files(path))
+    status = EXIT_OK
+    for file in files:
+        shown = display_path(file)
+        outcome = _format_file(file, shown, write=not check_only)
+        if outcome == "changed":
+            print(f"would reformat {shown}" if check_only else f"reformatted {shown}")
+        if outcome == "failed" or (outcome == "changed" and check_only):
+            status = EXIT_PROBLEMS
+    return status
+
+
+def _format_file(file: Path, shown: str, *, write: bool) -> str:
+    """Format one file and return `changed`, `unchanged` or `failed`, after reporting why it failed."""
+    from compiler.diagnostics import DiagnosticSink, render_text
+    from compiler.errors import CompileFailed
+    from compiler.fmt import format_source
+    from compiler.span import SourceFile
+
+    sink = DiagnosticSink()
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        sink.error("IR1001", f"file `{shown}` is not valid UTF-8 (byte {error.start})", None)
+    except OSError as error:
+        sink.error("IR1002", f"cannot read `{shown}`: {error.strerror}", None)
+    if sink.items:
+        sys.stderr.write(render_text(sink.items, {}))
+        return "failed"
+    try:
+        formatted = format_source(text, shown)
+    except CompileFailed as error:
+        sys.stderr.write(render_text(error.diagnostics, {shown: SourceFile(shown, text)}))
+        return "failed"
+    if formatted == text:
+        return "unchanged"
+    if write:
+        file.write_text(formatted, encoding="utf-8", newline="")
+    return "changed"
+
+
 def main() -> None:
     app()
 
