@@ -149,10 +149,17 @@ def _feed_either(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int]
     saved_stack, saved_values = list(stack), list(values)
     try:
         _feed(states, stack, values, token)
-    except ParseFailed:
+    except ParseFailed as first:
         stack[:], values[:] = saved_stack, saved_values
-        token.type, token.alternative = token.alternative, None
-        _feed(states, stack, values, token)
+        first_type, token.type, token.alternative = token.type, token.alternative, None
+        try:
+            _feed(states, stack, values, token)
+        except ParseFailed as second:
+            # Report the reading whose expectation is narrower: it names the construct better.
+            if len(first.expected) <= len(second.expected):
+                token.type = first_type
+                raise first from None
+            raise
 
 
 def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], values: list[Any], token: Tok) -> None:
