@@ -1,0 +1,269 @@
+"""Expressions: every condition, mapping and `set` step is typed in the scope where it is written.
+
+The typing itself lives in `compiler.expr`, and this module finds each
+expression in the project and picks its scope. Whether a step named in `steps.X` runs
+before the condition that reads it is the runbook check's concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from compiler import ast, expr
+from compiler.checks.context import Context
+from compiler.codes import Code
+from compiler.stepgraph import written_steps
+from compiler.suggest import closest
+
+CODES = {
+    "IR0701": Code(
+        "unknown field in expression",
+        "An expression reads a name that does not exist. Expressions start from a root:\n"
+        "`label.X` (or a bare `X`), `annotation.X`, `alert.name`, `incident.severity`,\n"
+        "`service.tier`, `steps.NAME.ok` or `body.X`, and each root has its own fields.\n"
+        "Label and annotation values are strings and have no fields. A label whose name\n"
+        'contains a dot is written `label["a.b"]`.',
+    ),
+    "IR0702": Code(
+        "field not available here",
+        "Each place reads only the data that exists when it runs. Severity rules and\n"
+        "grouping conditions see the alert (labels, annotations, `alert`, `service`).\n"
+        "Runbook triggers and PagerDuty rules also see the `incident`. Step conditions\n"
+        "also see earlier `steps`. A source mapping sees only the webhook's JSON `body`.\n"
+        "An action reads its parameters by bare name and no steps: pass a step's value\n"
+        "to the action as an argument.",
+    ),
+    "IR0703": Code(
+        "comparison of unrelated types",
+        "Both sides of a comparison must have the same kind of type. Numbers, integers and\n"
+        "percentages compare with each other (`90%` equals `0.9`). Durations compare with\n"
+        "durations such as `10m`. Severity levels compare with the strings `critical`,\n"
+        "`high`, `medium` and `low`. Label values are strings, so `label.replicas == 3`\n"
+        'never holds. Write `label.replicas == "3"`.',
+    ),
+    "IR0704": Code(
+        "value cannot be ordered",
+        "`<`, `<=`, `>` and `>=` compare numbers, percentages, durations and severity levels\n"
+        "(`critical` > `high` > `medium` > `low`). Strings other than severity levels and\n"
+        "booleans have no order.",
+    ),
+    "IR0705": Code(
+        "invalid use of a pattern match",
+        "`=~` and `!~` match a string on the left against a regular expression written as a\n"
+        "string literal on the right. The pattern cannot come from alert data: patterns\n"
+        "are compiled when the rules compile, so a label value never becomes a pattern.",
+    ),
+    "IR0706": Code(
+        "invalid regular expression",
+        "Patterns use RE2 syntax, as Alertmanager does: no lookaround and no\n"
+        "backreferences. A pattern must match the whole value, because it is anchored as\n"
+        '`^(?:PATTERN)$`: `"api.*"` matches `api-gateway` but not `my-api`.',
+    ),
+    "IR0707": Code(
+        "invalid use of `in`",
+        "`x in [a, b]` holds when `x` equals one of the items, and `x in s` holds when the\n"
+        "string `s` contains the string `x`. The right side must be a list or a string,\n"
+        "and list items must be comparable with the left side.",
+    ),
+    "IR0708": Code(
+        "condition is not true or false",
+        "`and`, `or`, `not` and every condition (`when`, severity rules, `resolved when`)\n"
+        "need a comparison or a boolean such as `steps.check.ok`. A bare label is a string:\n"
+        'write `label.team != ""` to test that a label is set.',
+    ),
+    "IR0709": Code(
+        "value is not one of the allowed choices",
+        "Some fields hold one of a fixed set of values. Severity levels are `critical`,\n"
+        "`high`, `medium` and `low`. An incident's status is `triggered`, `acknowledged`,\n"
+        "`mitigating` or `resolved`. An alert's status is `firing` or `resolved`. A\n"
+        "comparison with any other literal could never hold, so it is rejected.",
+    ),
+    "IR0712": Code(
+        "incomplete step reference",
+        "A step's results are read as `steps.NAME.FIELD`: `ok` (true when the step\n"
+        "succeeded), `output`, `value` (a number, such as a query's result), `exit_code`,\n"
+        "`status_code`, or any other field of the step's JSON output.",
+    ),
+    "IR0710": Code(
+        "field cannot be set",
+        "A `set` step changes the incident: `set incident.status = mitigating`,\n"
+        '`set incident.severity = high` or `set incident.title = "..."`. Other fields are\n'
+        "derived from the alerts (`incident.age`, `incident.alert_count`) or fixed when the\n"
+        "incident opens.",
+    ),
+    "IR0711": Code(
+        "value does not fit the field",
+        "The value of a `set` step must have the field's type. `incident.status` takes one\n"
+        "of `triggered`, `acknowledged`, `mitigating` and `resolved`. `incident.severity`\n"
+        "takes a severity level, and `incident.title` takes a string. A bare name such as\n"
+        "`mitigating` stands for that choice.",
+    ),
+    "IR0713": Code(
+        "invalid source mapping target",
+        "A source maps fields of the webhook's JSON body to alert fields. A target is\n"
+        "`alert.name`, `alert.status`, `alert.source`, `alert.fingerprint`,\n"
+        "`alert.starts_at`, `labels.NAME` or `annotations.NAME`, or `labels` or\n"
+        "`annotations` as a whole to take a JSON object of strings.",
+    ),
+}
+
+
+def _props(items: list[object], key: str) -> Iterator[ast.Property]:
+    for item in items:
+        if isinstance(item, ast.Property) and item.key == key:
+            yield item
+
+
+def check_severity_rules(context: Context) -> None:
+    for decl in context.project.decls:
+        if isinstance(decl, ast.SeverityDecl):
+            for rule in decl.rules:
+                expr.check_condition(rule.condition, expr.SEVERITY_SCOPE, context.sink)
+
+
+def check_grouping_conditions(context: Context) -> None:
+    for decl in context.project.decls:
+        if isinstance(decl, ast.Grouping):
+            for prop in _props(decl.items, "when"):
+                expr.check_condition(prop.args[0], expr.GROUPING_SCOPE, context.sink)
+
+
+def check_pagerduty_conditions(context: Context) -> None:
+    for decl in context.project.decls:
+        if isinstance(decl, ast.PagerDuty):
+            for rule in decl.items:
+                if isinstance(rule, ast.PagerDutyRule):
+                    for prop in _props(rule.items, "when"):
+                        expr.check_condition(prop.args[0], expr.PAGERDUTY_SCOPE, context.sink)
+
+
+def check_source_mappings(context: Context) -> None:
+    for decl in context.project.decls:
+        if not isinstance(decl, ast.Source):
+            continue
+        for prop in _props(decl.items, "resolved when"):
+            expr.check_condition(prop.args[0], expr.SOURCE_SCOPE, context.sink)
+        for mapping in decl.mappings:
+            _check_mapping_target(context, mapping.target)
+            expr.check_expr(mapping.value, expr.SOURCE_SCOPE, context.sink)
+
+
+_MAPPED_WHOLE = ("labels", "annotations")
+
+
+def _check_mapping_target(context: Context, target: ast.Path) -> None:
+    parts = target.parts
+    root = expr.ROOT_ALIASES.get(parts[0])
+    if len(parts) == 1 and parts[0] in _MAPPED_WHOLE:
+        return
+    if root in ("label", "annotation") and len(parts) == 2:
+        return
+    if root == "alert" and len(parts) == 2 and parts[1] in expr.ALERT_FIELDS:
+        return
+    if root == "alert" and len(parts) == 2:
+        suggestion = closest(parts[1], expr.ALERT_FIELDS)
+        fields = ", ".join(f"`alert.{name}`" for name in expr.ALERT_FIELDS)
+        context.sink.error(
+            "IR0713",
+            f"unknown alert field `{parts[1]}` in a source mapping",
+            target.part_spans[1],
+            label="not a field of `alert`",
+            help=f"a field with a similar name exists: `{suggestion}`" if suggestion else f"alerts have the fields {fields}",
+        )
+        return
+    context.sink.error(
+        "IR0713",
+        f"a source mapping cannot set `{'.'.join(parts)}`",
+        target.span,
+        label="not an alert field",
+        help="map to `alert.name`, `alert.status`, `alert.source`, `alert.fingerprint`, `alert.starts_at`, "
+        "`labels.NAME` or `annotations.NAME`",
+    )
+
+
+def check_runbook_conditions(context: Context) -> None:
+    for runbook in context.symbols.runbooks.values():
+        for prop in _props(runbook.items, "when"):
+            expr.check_condition(prop.args[0], expr.RUNBOOK_SCOPE, context.sink)
+        for step in written_steps(runbook):
+            _check_step_items(context, step.items, expr.STEP_SCOPE)
+
+
+def check_action_conditions(context: Context) -> None:
+    for action in context.symbols.actions.values():
+        params = {param.name.value: expr.param_type(param.type.value) for param in action.params}
+        _check_step_items(context, action.items, expr.action_scope(params))
+
+
+def _check_step_items(context: Context, items: list[object], scope: expr.Scope) -> None:
+    for prop in _props(items, "when"):
+        expr.check_condition(prop.args[0], scope, context.sink)
+    for item in items:
+        if isinstance(item, ast.StepKind) and item.kind == "set":
+            _check_set(context, item, scope)
+
+
+def _check_set(context: Context, step: ast.StepKind, scope: expr.Scope) -> None:
+    target, value = step.args
+    expected = _settable(context, target)
+    if expected is None:
+        expr.check_expr(value, scope, context.sink)
+        return
+
+    choice = expr.set_literal(target, value)
+    if choice is not None:
+        expr.check_choice(expected, ast.Str(span=value.span, value=choice), context.sink)
+        return
+
+    found = expr.check_expr(value, scope, context.sink)
+    if found is expr.INVALID or found is expr.ANY:
+        return
+    if found.name not in ("string", "severity"):
+        context.sink.error(
+            "IR0711",
+            f"cannot set `{'.'.join(target.parts)}` to {_a(found.name)}",
+            value.span,
+            label=f"this is {_a(found.name)}",
+            help=_set_help(target.parts[1]),
+        )
+    elif isinstance(value, ast.Str):
+        expr.check_choice(expected, value, context.sink)
+
+
+def _settable(context: Context, target: ast.Path) -> expr.Type | None:
+    parts = target.parts
+    if len(parts) == 2 and parts[0] == "incident" and parts[1] in expr.SETTABLE_FIELDS:
+        return expr.SETTABLE_FIELDS[parts[1]]
+    suggestion = closest(parts[-1], expr.SETTABLE_FIELDS) if parts[0] == "incident" else None
+    context.sink.error(
+        "IR0710",
+        f"`set` cannot change `{'.'.join(parts)}`",
+        target.span,
+        label="not a field that a step can set",
+        help=f"a settable field with a similar name exists: `incident.{suggestion}`"
+        if suggestion
+        else "`set` changes `incident.status`, `incident.severity` or `incident.title`",
+    )
+    return None
+
+
+def _set_help(field: str) -> str:
+    if field == "title":
+        return 'write the title as a string, such as `"Disk full on {{ label.instance }}"`'
+    if field == "severity":
+        return "write a severity level: `critical`, `high`, `medium` or `low`"
+    return "write a status: `triggered`, `acknowledged`, `mitigating` or `resolved`"
+
+
+def _a(name: str) -> str:
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+CHECKS = [
+    check_severity_rules,
+    check_grouping_conditions,
+    check_pagerduty_conditions,
+    check_source_mappings,
+    check_runbook_conditions,
+    check_action_conditions,
+]
