@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,8 +50,16 @@ def check_path(path: Path, environment: str | None = None, *, with_stdlib: bool 
         assert not result.has_errors
     """
     sink = DiagnosticSink()
-    project = load_project(path, environment, sink, with_stdlib=with_stdlib)
-    return _check(project, sink)
+    # The AST is a large tree of small objects without reference cycles worth
+    # collecting; the cyclic collector only slows the build (by about a third).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        project = load_project(path, environment, sink, with_stdlib=with_stdlib)
+        return _check(project, sink)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def compile_rules(path: Path, environment: str | None = None) -> Ruleset:

@@ -79,11 +79,12 @@ def stdlib_dir() -> Path:
 
 
 def display_path(path: Path) -> str:
-    """Return `path` relative to the working directory when it lies below it."""
+    """Return `path` relative to the working directory when it lies below it, else absolute."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path.resolve()) if relative.startswith("..") else relative
 
 
 def find_rule_files(root: Path) -> list[Path]:

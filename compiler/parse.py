@@ -41,11 +41,12 @@ class NestedTooDeep(Exception):
 class ParseFailed(Exception):
     """A token the grammar does not allow here; carries what was expected."""
 
-    def __init__(self, token: Tok, expected: frozenset[str], states: tuple[int, ...]) -> None:
+    def __init__(self, token: Tok, expected: frozenset[str], states: tuple[int, ...], previous: Tok | None = None) -> None:
         super().__init__(f"unexpected {token.type} {token.value!r}")
         self.token = token
         self.expected = expected
         self.states = states
+        self.previous = previous
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ def tables() -> Tables:
         keep_all_tokens=True,
         maybe_placeholders=True,
         transformer=transformer,
+        cache=True,
     )
     lalr = lark.parser.parser.parser
     keyword_terminals: list[tuple[str, list[str]]] = []
@@ -167,8 +169,7 @@ def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], value
     while True:
         action = states[stack[-1]].get(token.type)
         if action is None:
-            expected = frozenset(name for name in states[stack[-1]] if name.isupper())
-            raise ParseFailed(token, expected, tuple(stack))
+            raise ParseFailed(token, accepted_terminals(states, stack), tuple(stack))
         size = action[0]
         if size is None:
             stack.append(action[1])
@@ -184,6 +185,36 @@ def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], value
         stack.append(states[stack[-1]][action[1]][1])
 
 
+def accepted_terminals(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int]) -> frozenset[str]:
+    """Return the terminals the parser would really shift next from `stack`.
+
+    An LALR state's lookahead set can hold terminals that only a merged
+    sibling state accepts; simulating the reductions on a copy of the state
+    stack leaves the ones that lead to a shift, so messages list only those.
+    """
+    accepted = set()
+    for terminal in states[stack[-1]]:
+        if terminal.isupper() and _would_shift(states, list(stack), terminal):
+            accepted.add(terminal)
+    return frozenset(accepted)
+
+
+def _would_shift(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], terminal: str) -> bool:
+    while True:
+        action = states[stack[-1]].get(terminal)
+        if action is None:
+            return False
+        size = action[0]
+        if size is None or (terminal == "$END" and action[1] == "start"):
+            return True
+        if size:
+            del stack[-size:]
+        goto = states[stack[-1]].get(action[1])
+        if goto is None:
+            return False
+        stack.append(goto[1])
+
+
 def _end_token(text: str) -> Tok:
     line = text.count("\n") + 1
     column = len(text) - (text.rfind("\n") + 1) + 1
@@ -195,19 +226,25 @@ def _run(table: Tables, stack: list[int], tokens: Iterator[Tok], end_token: Tok)
     states = table.states
     end_state = table.end
     values: list[Any] = []
+    previous = None
     for token in itertools.chain(tokens, (end_token,)):
         if token.alternative is not None:
-            _feed_either(states, stack, values, token)
+            try:
+                _feed_either(states, stack, values, token)
+            except ParseFailed as error:
+                error.previous = previous
+                raise
+            previous = token
             continue
         while True:
             action = states[stack[-1]].get(token.type)
             if action is None:
-                expected = frozenset(name for name in states[stack[-1]] if name.isupper())
-                raise ParseFailed(token, expected, tuple(stack))
+                raise ParseFailed(token, accepted_terminals(states, stack), tuple(stack), previous)
             size = action[0]
             if size is None:
                 stack.append(action[1])
                 values.append(token)
+                previous = token
                 break
             if size:
                 children = values[-size:]

@@ -8,8 +8,8 @@ when a misspelt word stands where a keyword was expected.
 
 from __future__ import annotations
 
-from compiler.diagnostics import Diagnostic, Severity
-from compiler.lexer import LexError, Tok
+from compiler.diagnostics import Diagnostic, Label, Severity
+from compiler.lexer import LexError, Tok, tokenize
 from compiler.parse import ParseFailed, tables
 from compiler.span import SourceFile, Span
 from compiler.suggest import closest
@@ -34,6 +34,31 @@ _DESCRIPTIONS = {
     "FALSE": "`false`",
     "$END": "the end of the file",
 }
+_TOP_LEVEL = frozenset(
+    {
+        "settings",
+        "environment",
+        "defaults",
+        "team",
+        "receiver",
+        "service",
+        "route",
+        "inhibit",
+        "time_interval",
+        "severity",
+        "pagerduty",
+        "slack",
+        "escalation",
+        "source",
+        "dedup",
+        "correlate",
+        "action",
+        "runbook",
+        "template",
+        "test",
+        "use",
+    }
+)
 _VALUE_ORDER = ["DURATION", "PERCENT", "INT", "NUMBER", "STRING", "IDENT"]
 _MAX_LISTED = 8
 
@@ -71,8 +96,8 @@ def parse_error_diagnostic(error: ParseFailed, source: SourceFile) -> Diagnostic
     token = error.token
     span = token.span(source.path)
     expected = error.expected
-    previous = _previous_word(source.text, token.start)
-    special = _known_mistake(token, expected, previous, span)
+    previous = _previous_text(error.previous) if error.previous is not None else _previous_word(source.text, token.start)
+    special = _unclosed_block(token, expected, source, span) or _known_mistake(token, expected, previous, span)
     if special is not None:
         return special
     wanted = describe_expected(expected)
@@ -92,10 +117,27 @@ def parse_error_diagnostic(error: ParseFailed, source: SourceFile) -> Diagnostic
     return Diagnostic(Severity.ERROR, "IR0103", message, span, label="unexpected here", help=help_text)
 
 
+_FOUND = {
+    "IDENT": "a name",
+    "STRING": "a string",
+    "INT": "an integer",
+    "NUMBER": "a number",
+    "DURATION": "a duration",
+    "PERCENT": "a percentage",
+}
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _previous_text(token: Tok) -> str:
+    return _shorten(token.value.replace("\n", " "), 24)
+
+
 def describe_token(token: Tok) -> str:
-    if token.type in {"IDENT", "STRING", "INT", "NUMBER", "DURATION", "PERCENT"}:
-        text = token.value if len(token.value) <= 40 else token.value[:37] + "..."
-        return f"{_DESCRIPTIONS[token.type]} `{text}`"
+    if token.type in _FOUND:
+        return f"{_FOUND[token.type]} `{_shorten(token.value)}`"
     if token.type == "$END":
         return "the end of the file"
     return f"`{token.value}`"
@@ -142,6 +184,51 @@ def _previous_word(text: str, offset: int) -> str:
             start = end - 2
     word = text[start:end]
     return word if "\n" not in word else ""
+
+
+def _unclosed_block(token: Tok, expected: frozenset[str], source: SourceFile, span: Span) -> Diagnostic | None:
+    """Explain a `}` that is missing before the end of the file or before the next declaration."""
+    if "RBRACE" not in expected:
+        return None
+    at_end = token.type == "$END"
+    starts_declaration = token.column == 1 and token.value in _TOP_LEVEL and token.type != "IDENT"
+    if not (at_end or starts_declaration):
+        return None
+    brace = _unclosed_brace(source, token.start)
+    labels = (Label(brace, "this `{` is not closed"),) if brace is not None else ()
+    if at_end:
+        primary = brace or span
+        return Diagnostic(
+            Severity.ERROR,
+            "IR0104",
+            "unexpected end of file: a block is not closed",
+            primary,
+            label="this `{` has no matching `}`",
+            help="add `}` after the last line of the block",
+        )
+    return Diagnostic(
+        Severity.ERROR,
+        "IR0104",
+        f"missing `}}` before `{token.value}`",
+        span,
+        label="a new declaration starts here",
+        labels=labels,
+        help="close the block above with `}` before starting the next declaration",
+    )
+
+
+def _unclosed_brace(source: SourceFile, offset: int) -> Span | None:
+    """Return the span of the last `{` before `offset` that no `}` closes."""
+    open_braces: list[Tok] = []
+    try:
+        for token in tokenize(source.text[:offset], {}, lambda: {}, []):
+            if token.type == "LBRACE":
+                open_braces.append(token)
+            elif token.type == "RBRACE" and open_braces:
+                open_braces.pop()
+    except LexError:
+        return None
+    return open_braces[-1].span(source.path) if open_braces else None
 
 
 def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Span) -> Diagnostic | None:
@@ -191,6 +278,4 @@ def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Sp
             label="assignment is not allowed here",
             help='write `label.severity == "critical"`',
         )
-    if token.type == "$END" and expected == {"RBRACE"}:
-        return Diagnostic(Severity.ERROR, "IR0104", "unexpected end of file; a `}` is missing", span, label="expected `}`")
     return None

@@ -34,14 +34,7 @@ CHECK_MODULES = (
 
 
 def check_modules() -> list[ModuleType]:
-    modules = []
-    for name in CHECK_MODULES:
-        try:
-            modules.append(importlib.import_module(f"compiler.checks.{name}"))
-        except ModuleNotFoundError as error:
-            if error.name != f"compiler.checks.{name}":
-                raise
-    return modules
+    return [importlib.import_module(f"compiler.checks.{name}") for name in CHECK_MODULES]
 
 
 def all_checks() -> list[Check]:

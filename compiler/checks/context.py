@@ -47,6 +47,9 @@ class Context:
     project: Project
     sink: DiagnosticSink
     symbols: Symbols
+    # Names offered as the fix for an unknown name; the usage checks do not
+    # call them unused, since the misspelt reference was meant for them.
+    suggested: set[str] = field(default_factory=set)
 
     def is_stdlib(self, decl: ast.Decl) -> bool:
         return self.project.is_stdlib(decl)
@@ -67,13 +70,54 @@ class Context:
         return None
 
     def unknown(self, kind: str, value: str, span: Span, known: object, *, what: str = "") -> None:
-        suggestion = closest(value, list(known))  # type: ignore[arg-type]
+        where = f" in {what}" if what else ""
+        other = self._declared_as_other_kind(kind, value)
+        if other is not None:
+            other_kind, other_span = other
+            self.sink.error(
+                "IR0203",
+                f"`{value}`{where} is a {other_kind}, not a {kind}",
+                span,
+                label=f"a {kind} is needed here",
+                labels=(Label(other_span, f"declared as a {other_kind} here"),),
+                help=f"name a {kind} here" + (f", or declare `{value}` as a {kind}" if kind in _DECLARE_HELP else ""),
+            )
+            return
+        known_names = list(known)  # type: ignore[call-overload]
+        suggestion = closest(value, known_names)
         if suggestion:
+            self.suggested.add(suggestion)
             help_text = f"a {kind} with a similar name exists: `{suggestion}`"
+        elif kind == "runbook" and what == "`use runbooks`":
+            help_text = "the standard library offers " + ", ".join(f"`{name}`" for name in sorted(known_names))
         else:
-            help_text = f"declare it with `{kind} {value} {{ ... }}`" if kind in _DECLARABLE else ""
-        message = f"unknown {kind} `{value}`" + (f" in {what}" if what else "")
+            help_text = _DECLARE_HELP.get(kind, "").replace("{name}", value)
+        message = f"unknown {kind} `{value}`{where}"
         self.sink.error("IR0203", message, span, label=f"no {kind} of this name is declared", help=help_text)
+
+    def _declared_as_other_kind(self, kind: str, value: str) -> tuple[str, Span] | None:
+        """Return the kind and span of a declaration named `value` that is not a `kind`."""
+        symbols = self.symbols
+        tables = {
+            "receiver": symbols.receivers,
+            "service": symbols.services,
+            "time_interval": symbols.time_intervals,
+            "escalation": symbols.escalations,
+            "action": symbols.actions,
+            "runbook": symbols.runbooks,
+            "template": symbols.templates,
+            "source": symbols.sources,
+        }
+        for table_kind, table in tables.items():
+            decl = table.get(value)
+            if decl is None:
+                continue
+            # A team is a receiver too: only a plain receiver is the wrong kind for a team.
+            declared_kind = decl.kind if table_kind == "receiver" else table_kind
+            if declared_kind == kind or (kind == "receiver" and table_kind == "receiver"):
+                continue
+            return declared_kind, decl.decl_name.span
+        return None
 
     def duplicate(self, kind: str, name: ast.Name, first: ast.Name | Span) -> None:
         first_span = first.span if isinstance(first, ast.Name) else first
@@ -87,4 +131,14 @@ class Context:
         )
 
 
-_DECLARABLE = {"team", "receiver", "service", "time_interval", "escalation", "action", "runbook", "template", "source"}
+_DECLARE_HELP = {
+    "team": "declare it with `team {name} { ... }`",
+    "receiver": "declare it with `receiver {name} { ... }` or `team {name} { ... }`",
+    "service": "declare it with `service {name} { team TEAM }`",
+    "time_interval": 'declare it with `time_interval {name} { times ["09:00-17:00"] }`',
+    "escalation": "declare it with `escalation {name} { after 10m unacknowledged page RECEIVER }`",
+    "action": "declare it with `action {name}(PARAM: string) { run [...] }`",
+    "runbook": 'declare it with `runbook {name} "title" { step ... }`',
+    "template": 'declare it with `template {name} { en { title "..." } }`',
+    "source": 'declare it with `source {name} { path "/hooks/{name}" }`',
+}

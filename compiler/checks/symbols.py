@@ -73,10 +73,14 @@ def _insert(table: dict, decl: ast.Decl, kind: str, sink: DiagnosticSink, from_s
     if from_stdlib:
         return  # a project declaration of the same name replaces the standard library's
     first_kind = first.kind
-    what = kind if first_kind == kind else f"{first_kind} and {kind}"
+    message = (
+        f"{kind} `{name.value}` is declared twice"
+        if first_kind == kind
+        else f"`{name.value}` is declared twice, as a {first_kind} and as a {kind}"
+    )
     sink.error(
         "IR0204",
-        f"{what} `{name.value}` is declared twice",
+        message,
         name.span,
         label="declared again here",
         labels=(Label(first.decl_name.span, "first declared here"),),

@@ -79,6 +79,8 @@ def _referenced_names(node: object) -> Iterator[str]:
 
 
 def _report_unused(context: Context, code: str, kind: str, decl: ast.Decl, help: str) -> None:
+    if decl.decl_name.value in context.suggested:
+        return
     context.sink.warning(
         code, f"{kind} `{decl.decl_name.value}` is never used", decl.decl_name.span, label="declared here", help=help
     )
