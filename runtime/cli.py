@@ -6,14 +6,22 @@ that `irules --help` answers at once.
 
 from __future__ import annotations
 
-import enum
-import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from runtime.commands.common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    EnvOption,
+    OutputFormat,
+    PathArgument,
+)
+from runtime.commands.common import fail_internal as _fail_internal
+from runtime.commands.common import require_path as _require_path
 
 app = typer.Typer(
     name="irules",
@@ -22,35 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-
-
-class OutputFormat(enum.StrEnum):
-    TEXT = "text"
-    JSON = "json"
-
-
-PathArgument = Annotated[Path, typer.Argument(help="A folder of .irules files, or one file.")]
-EnvOption = Annotated[str | None, typer.Option("--env", help="Environment whose overrides to apply, e.g. production.")]
-
-
-def _fail_internal(error: BaseException) -> None:
-    """Report a bug in irules itself without a traceback, unless IRULES_DEBUG is set."""
-    if os.environ.get("IRULES_DEBUG"):
-        traceback.print_exception(error)
-    else:
-        print(f"irules: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        print("irules: this is a bug in irules; set IRULES_DEBUG=1 for the traceback and report it", file=sys.stderr)
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _require_path(path: Path) -> None:
-    if not path.exists():
-        print(f"irules: path not found: {path}", file=sys.stderr)
-        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
@@ -148,6 +127,27 @@ def _format_file(file: Path, shown: str, *, write: bool) -> str:
     if write:
         file.write_text(formatted, encoding="utf-8", newline="")
     return "changed"
+
+
+# Commands that live in modules of their own under runtime/commands; each
+# module has `register(app)` and keeps heavy imports inside its commands.
+COMMAND_MODULES = ("compile", "diff", "test", "explain", "import_config", "graph", "init")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"runtime.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"runtime.commands.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The `irules` commands that live in modules of their own."""
