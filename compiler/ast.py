@@ -81,6 +81,11 @@ class StrList(Node):
 
 
 @dataclass(slots=True, kw_only=True)
+class IntList(Node):
+    items: list[Int]
+
+
+@dataclass(slots=True, kw_only=True)
 class LabelName(Node):
     """A label name, quoted when it is not a plain identifier."""
 

@@ -518,7 +518,7 @@ class _Printer:
                 return f"secret({self.string(node.name)})"
             case ast.LabelName():
                 return quote(node.value) if node.quoted else node.value
-            case ast.NameList() | ast.StrList() | ast.LabelList():
+            case ast.NameList() | ast.StrList() | ast.LabelList() | ast.IntList():
                 return "[" + ", ".join(self.value(item) for item in node.items) + "]"
             case ast.Property() | ast.Channel() | ast.StepKind() | ast.SeverityElse():
                 head, options = self.head_and_options(node)

@@ -106,7 +106,7 @@ def value(node: object) -> Any:
             return float(seconds)
         case ast.Percent(value=percent):
             return percent / 100
-        case ast.NameList(items=items) | ast.StrList(items=items) | ast.LabelList(items=items):
+        case ast.NameList(items=items) | ast.StrList(items=items) | ast.LabelList(items=items) | ast.IntList(items=items):
             return [item.value for item in items]
     raise AssertionError(f"not a literal node: {type(node).__name__}")
 
@@ -240,6 +240,8 @@ def _route(node: ast.Route, route_id: str, parent_receiver: str, inherited: dict
         mute_time_intervals=mute,
         active_time_intervals=active,
         routes=children,
+        path=node.span.path,
+        line=node.span.line,
         **options,
     )
 
@@ -278,7 +280,10 @@ def _severity(decls: list[ast.SeverityDecl]) -> ir.SeverityPolicy:
     if not decls:
         return ir.SeverityPolicy()
     decl = decls[0]
-    rules = [ir.SeverityRule(level=rule.level.value, when=expression(rule.condition)) for rule in decl.rules]
+    rules = [
+        ir.SeverityRule(level=rule.level.value, when=expression(rule.condition), path=rule.span.path, line=rule.span.line)
+        for rule in decl.rules
+    ]
     fallback = decl.fallback
     if fallback is None:
         return ir.SeverityPolicy(rules=rules)

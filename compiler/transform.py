@@ -48,6 +48,7 @@ _PROPERTY_PREFIXES = (
     "rb_",
     "st_",
     "http_",
+    "run_",
     "team_",
     "route_",
 )
@@ -234,6 +235,9 @@ class ToAst(Transformer):
         return ast.NameList(span=self._span(meta), items=[item for item in children if item is not None])
 
     after_list = name_list
+
+    def int_list(self, children: list[Any], meta: Meta) -> ast.IntList:
+        return ast.IntList(span=meta, items=[self._node(item) for item in children if item is not None])
 
     def string_list(self, children: list[Any], meta: Meta) -> ast.StrList:
         return ast.StrList(span=self._span(meta), items=[item for item in children if item is not None])

@@ -498,6 +498,50 @@ def _check_concurrency_key(context: Context, key: ast.Name) -> None:
         )
 
 
+def check_exit_codes(context: Context) -> None:
+    """`exit_codes` of a `run` step: a non-empty list of distinct codes from 0 to 255."""
+    items: list[object] = []
+    for runbook in project_runbooks(context):
+        for step in written_steps(runbook):
+            items.extend(step_items(step))
+    for decl in context.project_decls():
+        if isinstance(decl, ast.Action):
+            items.extend(decl.items)
+    for item in items:
+        if not isinstance(item, ast.StepKind):
+            continue
+        for option in item.options:
+            if option.key == "exit_codes":
+                _check_exit_code_list(context, option)
+
+
+def _check_exit_code_list(context: Context, option: ast.Property) -> None:
+    codes = option.args[0]
+    if not codes.items:
+        context.sink.error(
+            "IR0526",
+            "`exit_codes` lists no exit code",
+            codes.span,
+            label="empty list",
+            help="list the exit codes that count as success, such as `[0, 2]`, or drop the option for `[0]`",
+        )
+    seen: set[int] = set()
+    for code in codes.items:
+        if not 0 <= code.value <= 255:
+            context.sink.error(
+                "IR0526",
+                f"exit code `{code.value}` is outside 0 to 255",
+                code.span,
+                label="no process can exit with this code",
+                help="exit codes are bytes: use a value from 0 to 255",
+            )
+        elif code.value in seen:
+            context.sink.error(
+                "IR0526", f"exit code `{code.value}` is listed twice", code.span, label="repeated", help="remove the repetition"
+            )
+        seen.add(code.value)
+
+
 CHECKS = [
     check_step_names_unique,
     check_step_references,
@@ -512,10 +556,17 @@ CHECKS = [
     check_auto_or_manual,
     check_rate_limits,
     check_concurrency_keys,
+    check_exit_codes,
 ]
 
 CODES = {
     **action_calls.CODES,
+    "IR0526": Code(
+        "invalid exit codes",
+        "`run [...] exit_codes [0, 2]` lists the exit codes that count as success of the\n"
+        "command; without it only 0 does. Codes are bytes from 0 to 255, each listed once,\n"
+        "and the list cannot be empty.",
+    ),
     "IR0501": Code(
         "duplicate step name",
         "Two steps of one runbook share a name. `after`, `on_failure` and `steps.NAME`\n"

@@ -76,7 +76,7 @@ escalation esc { after 5m unacknowledged notify ops after 1h unresolved escalate
   for severity [critical] { after 1m unacknowledged page ops } repeat 3 every 1h }
 source ci { path "/ci" auth bearer secret("T") auth hmac secret("H") header "X-Sig" algorithm sha256 prefix "p="
   map { label.alertname = body.name label.x = body["a.b"] } resolved when body.ok == true }
-action restart(kind: string matching "^pod$", replicas: int = 3 matching "^[0-9]+$") { run ["kubectl", "{{ kind }}"] risk medium mutating }
+action restart(kind: string matching "^pod$", replicas: int = 3 matching "^[0-9]+$") { run ["kubectl", "{{ kind }}"] exit_codes [0, 1] risk medium mutating }
 runbook rb-100 "Restart" { when alertname == "X" auto manual timeout 10m risk low concurrency [service] rate_limit 3 per 1h description "d"
   step top { query prometheus "up == 0" timeout 30s retry 3 backoff 5s on_failure top read_only idempotent output_limit 10 }
   parallel { step a { http POST "http://127.0.0.1:9/x" body "{}" header "A" "B" expect 200 } step b { wait 1m } }

@@ -567,7 +567,7 @@ def test_concurrency_keywords_and_labels_are_accepted():
 
 def test_runbook_codes_are_registered_with_explanations():
     codes = {code: entry for code, entry in all_codes().items() if code.startswith("IR05")}
-    assert sorted(codes) == [f"IR05{number:02d}" for number in range(1, 26)]
+    assert sorted(codes) == [f"IR05{number:02d}" for number in range(1, 27)]
     assert [code for code, entry in codes.items() if len(entry.explanation) < 40] == []
 
 
@@ -612,3 +612,24 @@ def test_template_statement_reading_later_step_is_rejected():
     source = 'runbook r {\n  step a { run ["echo", "{% if steps.b.ok %}yes{% endif %}"] }\n  step b { wait 1s }\n}\n'
     found = runbook_diagnostics(source)
     assert located(found) == [("IR0506", 2, 38)]
+
+
+def test_exit_codes_accept_a_list_of_bytes():
+    source = 'action plan() {\n  run ["terraform", "plan"] exit_codes [0, 2]\n  read_only\n}\n'
+    result = check_text(source, "x.irules")
+    assert [item.code for item in result.diagnostics if item.code.startswith("IR05")] == []
+
+
+def test_exit_code_outside_a_byte_is_rejected():
+    source = 'action plan() {\n  run ["terraform", "plan"] exit_codes [0, 256]\n  read_only\n}\n'
+    result = check_text(source, "x.irules")
+    found = [(item.code, item.span.line, item.span.column) for item in result.diagnostics if item.code == "IR0526"]
+    assert found == [("IR0526", 2, 44)]
+
+
+def test_exit_codes_reach_the_ir():
+    from compiler.lower import _step_from_items
+
+    module = check_text('action plan() {\n  run ["t"] exit_codes [0, 2]\n}\n', "x.irules").project.modules[0]
+    step = _step_from_items("plan", module.decls[0].items)
+    assert step.options == {"exit_codes": [[0, 2]]}
