@@ -62,6 +62,18 @@ CODES: dict[str, Code] = {
         "policy needs that depth, and the checker walks these trees recursively, so irules\n"
         "rejects them. Split a long condition into several rules or flatten the routes.",
     ),
+    "IR0109": Code(
+        "invalid string escape",
+        "A `\\uXXXX` escape names half of a UTF-16 surrogate pair (D800 to DFFF) without the\n"
+        "other half. Such a value is not a character and cannot be written to a UTF-8 file,\n"
+        "a YAML artifact or JSON. Write the character itself, or both halves in order.",
+    ),
+    "IR0110": Code(
+        "function call in an expression",
+        "Expressions compare fields with literals and have no functions. Instead of\n"
+        '`lower(label.x) == "db"`, match with a case-insensitive regex:\n'
+        '`label.x =~ "(?i)db"`. Templates (`{{ ... }}`) are Jinja and do have filters.',
+    ),
     "IR0201": Code(
         "nested environment",
         "An `environment` block holds declarations that replace or extend the base ones for\n"
@@ -90,6 +102,11 @@ CODES: dict[str, Code] = {
     ),
     "IR1001": Code("file is not UTF-8", "Rules files must be encoded in UTF-8."),
     "IR1002": Code("file cannot be read", "The file could not be opened; the message gives the reason."),
+    "IR1003": Code(
+        "no rules files",
+        "The folder holds no file ending in `.irules`, searched recursively. irules reads\n"
+        "every `.irules` file below the folder it is given as one project.",
+    ),
 }
 
 

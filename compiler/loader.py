@@ -16,7 +16,7 @@ from pathlib import Path
 from compiler import ast
 from compiler.diagnostics import DiagnosticSink
 from compiler.lexer import LexError
-from compiler.parse import NestedTooDeep, ParseFailed, parse_text
+from compiler.parse import InvalidEscape, NestedTooDeep, ParseFailed, parse_text
 from compiler.span import SourceFile
 from compiler.suggest import closest
 from compiler.syntax_errors import lex_error_diagnostic, parse_error_diagnostic
@@ -100,6 +100,14 @@ def load_project(root: Path, environment: str | None, sink: DiagnosticSink, *, w
     """
     project = Project(root=display_path(root), environment=environment)
     paths = [(path, False) for path in find_rule_files(root)]
+    if not paths:
+        sink.error(
+            "IR1003",
+            f"no .irules files found in `{display_path(root)}`",
+            None,
+            help="point irules at the folder of your rules, or create one with a `.irules` file",
+        )
+        project.syntax_ok = False
     if with_stdlib:
         paths += [(path, True) for path in find_rule_files(stdlib_dir())]
 
@@ -130,7 +138,8 @@ def load_text(text: str, path: str, sink: DiagnosticSink) -> Project:
 
 def _load_file(path: Path, shown: str, project: Project, sink: DiagnosticSink) -> ast.Module | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig drops a byte-order mark that some editors write first.
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         sink.error("IR1001", f"file `{shown}` is not valid UTF-8 (byte {error.start})", None)
         project.syntax_ok = False
@@ -160,6 +169,15 @@ def parse_recovering(source: SourceFile, sink: DiagnosticSink) -> ast.Module:
         except ParseFailed as error:
             sink.extend([parse_error_diagnostic(error, source)])
             offset = error.token.start
+        except InvalidEscape as error:
+            sink.error(
+                "IR0109",
+                f"invalid escape `{error.escape}` in string",
+                error.span,
+                label="half of a surrogate pair, not a character",
+                help="write the character itself, or both halves of the pair (`\\uD83D\\uDE00`)",
+            )
+            offset = error.span.start
         except NestedTooDeep as error:
             sink.error(
                 "IR0108",

@@ -38,6 +38,15 @@ class NestedTooDeep(Exception):
         self.span = span
 
 
+class InvalidEscape(Exception):
+    """A string escape that stands for no character, such as a lone surrogate `\\uD800`."""
+
+    def __init__(self, escape: str, span: Span) -> None:
+        super().__init__(f"invalid escape {escape}")
+        self.escape = escape
+        self.span = span
+
+
 class ParseFailed(Exception):
     """A token the grammar does not allow here; carries what was expected."""
 
@@ -134,8 +143,10 @@ def parse_text(text: str, path: str) -> ast.Module:
     tokens = tokenize(text, table.keywords, lambda: states[stack[-1]], comments)
     module: ast.Module = _run(table, stack, tokens, _end_token(text))
     module.comments = comments
-    too_deep = table.transformer.too_deep
+    too_deep, bad_escape = table.transformer.too_deep, table.transformer.bad_escape
     table.transformer.reset()
+    if bad_escape is not None:
+        raise InvalidEscape(*bad_escape)
     if too_deep is not None:
         raise NestedTooDeep(*too_deep)
     return module

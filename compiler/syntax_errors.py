@@ -97,7 +97,7 @@ def parse_error_diagnostic(error: ParseFailed, source: SourceFile) -> Diagnostic
     span = token.span(source.path)
     expected = error.expected
     previous = _previous_text(error.previous) if error.previous is not None else _previous_word(source.text, token.start)
-    special = _unclosed_block(token, expected, source, span) or _known_mistake(token, expected, previous, span)
+    special = _unclosed_block(token, expected, source, span) or _known_mistake(token, expected, previous, span, source)
     if special is not None:
         return special
     wanted = describe_expected(expected)
@@ -231,7 +231,7 @@ def _unclosed_brace(source: SourceFile, offset: int) -> Span | None:
     return open_braces[-1].span(source.path) if open_braces else None
 
 
-def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Span) -> Diagnostic | None:
+def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Span, source: SourceFile) -> Diagnostic | None:
     """Recognise common mistakes and explain them better than an expected-token list can."""
     if token.type == "SQ_STRING":
         return Diagnostic(
@@ -250,7 +250,7 @@ def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Sp
                 f"missing unit in duration `{token.value}`",
                 span,
                 label="a duration needs a unit",
-                help=f"add a unit: `{token.value}s`, `{token.value}m`, `{token.value}h`, `{token.value}d` or `{token.value}w`",
+                help=f"add a unit: `{token.value}ms`, `{token.value}s`, `{token.value}m`, `{token.value}h`, `{token.value}d` or `{token.value}w`",
             )
         if expected == {"DURATION"}:
             return Diagnostic(
@@ -276,6 +276,29 @@ def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Sp
             "expressions compare with `==`, not `=`",
             span,
             label="assignment is not allowed here",
-            help='write `label.severity == "critical"`',
+            help=f"write `{_with_double_equals(source, token)}`",
+        )
+    if token.type == "LPAR" and error_follows_name(source, token):
+        return Diagnostic(
+            Severity.ERROR,
+            "IR0110",
+            f"expressions have no functions: `{previous}(...)` cannot be called",
+            span,
+            label="a call is not allowed here",
+            help='compare the field itself, or match it with a regex such as `label.x =~ "(?i)value"`',
         )
     return None
+
+
+def error_follows_name(source: SourceFile, token: Tok) -> bool:
+    """Tell whether `(` directly follows a word, as in a function call."""
+    before = source.text[: token.start]
+    return bool(before) and (before[-1].isalnum() or before[-1] == "_")
+
+
+def _with_double_equals(source: SourceFile, token: Tok) -> str:
+    """Return the statement around `token` with its `=` written as `==`, for the help line."""
+    line = source.line_text(token.line)
+    fixed = (line[: token.column - 1] + "==" + line[token.column :]).strip()
+    _, found, condition = fixed.rpartition("when ")
+    return condition.strip() if found else fixed

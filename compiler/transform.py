@@ -20,6 +20,7 @@ from compiler.span import Span
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
 
 # Property rules whose keyword is more than the first word of the source text.
@@ -60,14 +61,32 @@ def duration_seconds(text: str) -> float:
     return sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _DURATION_PART.findall(text))
 
 
+class BadEscape(ValueError):
+    """A `\\uXXXX` escape that names half of a surrogate pair with no other half."""
+
+
 def unescape(body: str) -> str:
+    """Resolve escapes; a surrogate pair written as two `\\u` escapes becomes one character.
+
+    Raises:
+        BadEscape: a lone surrogate, which no UTF-8 file or JSON document can hold.
+    """
+
     def replace(match: re.Match[str]) -> str:
         code = match.group(1)
         if code.startswith("u") and len(code) == 5:
             return chr(int(code[1:], 16))
         return _ESCAPES.get(code, "\\" + code)
 
-    return _ESCAPE.sub(replace, body) if "\\" in body else body
+    if "\\" not in body:
+        return body
+    text = _ESCAPE.sub(replace, body)
+    if _SURROGATE.search(text):
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+        lone = _SURROGATE.search(text)
+        if lone:
+            raise BadEscape(f"\\u{ord(lone.group()):04X}")
+    return text
 
 
 # Tokens that carry a value; keywords and punctuation are dropped before a
@@ -152,6 +171,7 @@ class ToAst(Transformer):
         # these trees recursively, so `parse_text` rejects deeper ones.
         self.depths: dict[int, int] = {}
         self.too_deep: tuple[str, Span] | None = None
+        self.bad_escape: tuple[str, Span] | None = None
 
     def _nest(self, node: Any, children: list[Any], what: str) -> Any:
         depth = 1 + max((self.depths.get(id(child), 0) for child in children), default=0)
@@ -213,9 +233,15 @@ class ToAst(Transformer):
 
     def string(self, children: list[Tok], meta: Meta) -> ast.Str:
         token = children[0]
-        if token.type == "BLOCK_STRING":
-            return ast.Str(span=self._span(meta), value=unescape(token.value[3:-3]), block=True)
-        return ast.Str(span=self._span(meta), value=unescape(token.value[1:-1]))
+        block = token.type == "BLOCK_STRING"
+        body = token.value[3:-3] if block else token.value[1:-1]
+        try:
+            value = unescape(body)
+        except BadEscape as error:
+            if self.bad_escape is None:
+                self.bad_escape = (str(error), self._span(meta))
+            value = body
+        return ast.Str(span=self._span(meta), value=value, block=block)
 
     def single_quoted(self, children: list[Tok], meta: Meta) -> ast.Str:
         return ast.Str(span=self._span(meta), value=children[0].value[1:-1], single_quoted=True)

@@ -19,6 +19,7 @@ from runtime.commands.common import (
     EnvOption,
     OutputFormat,
     PathArgument,
+    write_atomically,
 )
 from runtime.commands.common import fail_internal as _fail_internal
 from runtime.commands.common import require_path as _require_path
@@ -30,6 +31,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from compiler.version import __version__
+
+        print(f"irules {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the irules version and exit.")
+    ] = False,
+) -> None:
+    """Compile incident policy written in .irules files, and check it."""
 
 
 @app.command()
@@ -125,7 +143,7 @@ def _format_file(file: Path, shown: str, *, write: bool) -> str:
     if formatted == text:
         return "unchanged"
     if write:
-        file.write_text(formatted, encoding="utf-8", newline="")
+        write_atomically(file, formatted)
     return "changed"
 
 

@@ -87,7 +87,8 @@ class Context:
         suggestion = closest(value, known_names)
         if suggestion:
             self.suggested.add(suggestion)
-            help_text = f"a {kind} with a similar name exists: `{suggestion}`"
+            article = "an" if kind[0] in "aeiou" else "a"
+            help_text = f"{article} {kind} with a similar name exists: `{suggestion}`"
         elif kind == "runbook" and what == "`use runbooks`":
             help_text = "the standard library offers " + ", ".join(f"`{name}`" for name in sorted(known_names))
         else:

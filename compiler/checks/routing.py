@@ -207,6 +207,10 @@ def check_fallback_receivers(context: Context) -> None:
             if route.is_root or route.receiver is None or not route.children or not _continues(route):
                 continue
             receiver = route.receiver.value
+            # When every child delivers to this same receiver anyway, the receiver gets
+            # every matching alert and there is nothing to warn about.
+            if all(_delivers_only_to(child, receiver) for child in route.children):
+                continue
             context.sink.warning(
                 "IR0407",
                 f"receiver `{receiver}` gets only the alerts that no child route matches",
@@ -216,6 +220,13 @@ def check_fallback_receivers(context: Context) -> None:
                 help=f"to send every matching alert to `{receiver}`, add a childless sibling route before this one "
                 f"with the same matchers, `-> {receiver}` and `continue`",
             )
+
+
+def _delivers_only_to(route: ast.Route, receiver: str) -> bool:
+    """Tell whether `route` and all routes below it inherit or name `receiver`."""
+    if route.receiver is not None and route.receiver.value != receiver:
+        return False
+    return all(_delivers_only_to(child, receiver) for child in route.children)
 
 
 def check_duplicate_deliveries(context: Context) -> None:

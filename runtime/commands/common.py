@@ -39,3 +39,18 @@ def require_path(path: Path) -> None:
     if not path.exists():
         print(f"irules: path not found: {path}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a failure leaves the old file whole.
+
+    The text is encoded before anything is written, and the new file is
+    renamed over the old one only once it is complete.
+    """
+    data = text.encode("utf-8")
+    temporary = path.with_name(f".{path.name}.irules-tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -77,3 +77,46 @@ def test_every_emitted_code_has_an_explanation():
 def test_production_example_checks_clean():
     result = check_path(Path(__file__).resolve().parents[2] / "examples" / "production", "production")
     assert [item for item in result.diagnostics if item.severity == "error"] == []
+
+
+def test_lone_surrogate_escape_is_a_diagnostic():
+    result = check_text('receiver x { slack "#a\\uD800" }\nroute {\n  receiver x\n}\n', "x.irules")
+    assert [(item.code, item.span.line, item.span.column) for item in result.diagnostics] == [("IR0109", 1, 20)]
+
+
+def test_surrogate_pair_escape_is_one_character():
+    result = check_text('receiver x { slack "#a\\uD83D\\uDE00" }\nroute {\n  receiver x\n}\n', "x.irules")
+    channel = result.project.modules[0].decls[0].channels[0]
+    assert channel.target.value == "#a\U0001f600"
+
+
+def test_byte_order_mark_is_ignored(tmp_path: Path):
+    (tmp_path / "a.irules").write_bytes(b'\xef\xbb\xbfreceiver x { slack "#a" }\nroute {\n  receiver x\n}\n')
+    result = check_path(tmp_path, with_stdlib=False)
+    assert result.diagnostics == []
+
+
+def test_folder_without_rules_files_is_an_error(tmp_path: Path):
+    result = check_path(tmp_path)
+    assert [item.code for item in result.diagnostics] == ["IR1003"]
+
+
+def test_assignment_in_condition_suggests_the_comparison():
+    result = check_text('severity {\n  high when label.alertname = "DiskFull"\n}\n', "x.irules")
+    assert result.diagnostics[0].code == "IR0107"
+    assert result.diagnostics[0].help == 'write `label.alertname == "DiskFull"`'
+
+
+def test_function_call_in_condition_is_explained():
+    result = check_text('severity {\n  high when lower(label.alertname) == "x"\n}\n', "x.irules")
+    assert [(item.code, item.span.line, item.span.column) for item in result.diagnostics] == [("IR0110", 2, 18)]
+
+
+def test_parent_continue_without_other_receivers_is_not_a_fallback():
+    source = (
+        'receiver platform { email "p@example.com" }\nreceiver default { email "d@example.com" }\n'
+        'route {\n  receiver default\n  match team = "platform" -> platform {\n    continue\n'
+        '    match severity = "critical" { group_wait 0s }\n  }\n}\n'
+    )
+    result = check_text(source, "x.irules")
+    assert [item.code for item in result.diagnostics if item.code == "IR0407"] == []
