@@ -8,8 +8,6 @@ from compiler.checks.context import Context
 
 SUPPORTED_VERSIONS = ((0, 25), (0, 26), (0, 27), (0, 28))
 DEFAULT_VERSION = (0, 25)
-# Quoted UTF-8 label names such as `"service.name"` work from this release on.
-UTF8_LABELS_SINCE = (0, 27)
 
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.\d+)?")
 

@@ -16,8 +16,9 @@ from pathlib import PurePosixPath
 import re2
 
 from compiler import ast, timeintervals
+from compiler.amfeatures import UTF8_LABELS_SINCE
 from compiler.checks import channels, services
-from compiler.checks.amversion import SUPPORTED_VERSIONS, UTF8_LABELS_SINCE, alertmanager_version, parse_version, version_text
+from compiler.checks.amversion import SUPPORTED_VERSIONS, alertmanager_version, parse_version, version_text
 from compiler.checks.context import Context
 from compiler.codes import Code
 from compiler.diagnostics import Label

@@ -1,0 +1,31 @@
+"""Render every artifact of a ruleset: file name to text, in a fixed order."""
+
+from __future__ import annotations
+
+from compiler import ir
+from targets import alertmanager, pagerduty, slack_manifest
+
+# Every file name `render_all` can return, in the order it returns them.
+ARTIFACTS = ("alertmanager.yml", "pagerduty.json", "slack-manifest.yaml", "ruleset.json")
+
+
+def render_all(ruleset: ir.Ruleset) -> dict[str, str]:
+    """Return every artifact; each is a pure function of the ruleset, so the output is byte-stable.
+
+    The Slack manifest is produced only when the project declares a `slack` app.
+
+    Example:
+        artifacts = render_all(compile_rules(Path("examples/production"), "production"))
+        Path("build/alertmanager.yml").write_text(artifacts["alertmanager.yml"])
+
+    Raises:
+        compiler.errors.TargetError: an artifact cannot be produced from this ruleset.
+    """
+    artifacts = {
+        "alertmanager.yml": alertmanager.render(ruleset),
+        "pagerduty.json": pagerduty.render(ruleset),
+    }
+    if ruleset.slack is not None:
+        artifacts["slack-manifest.yaml"] = slack_manifest.render(ruleset)
+    artifacts["ruleset.json"] = ruleset.to_json()
+    return artifacts
