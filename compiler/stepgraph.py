@@ -299,8 +299,10 @@ def _add_edge(graph: nx.DiGraph, source: str, target: str, **attributes: object)
 def to_dot(step_graph: StepGraph) -> str:
     """Render the graph as Graphviz DOT text; nodes and edges are sorted, so equal graphs give equal text.
 
-    Failure-path steps and compensation edges are dashed, and steps with a
-    `when` condition get a double border.
+    A node's label contains the step name, its kind (or called action), its risk
+    and the team whose approval it needs, when set. Failure-path steps and
+    compensation edges are dashed, and steps with a `when` condition get a
+    double border.
     """
     graph = step_graph.graph
     lines = [f"digraph {_quote(step_graph.runbook.name.value)} {{", "  rankdir=TB;", "  node [shape=box];"]
@@ -327,6 +329,8 @@ def _node_attributes(node: Mapping[str, object]) -> str:
         label.append(str(node["kind"]))
     if node["risk"] is not None:
         label.append(f"risk {node['risk']}")
+    if node["approval"] is not None:
+        label.append(f"approval from {node['approval']}")
     attributes = [f"label={_quote(chr(10).join(label))}"]
     if node["failure_path"]:
         attributes.append("style=dashed")
