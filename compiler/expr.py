@@ -716,11 +716,27 @@ def _present(value: object) -> object:
 
 
 def _compare(node: ast.Compare, left: object, values: Mapping[str, object]) -> bool:
-    op = node.op
+    if node.op in ("=~", "!~"):
+        # Only a literal of the rules is ever compiled, and the checker rejects any other pattern.
+        pattern = node.right.value if isinstance(node.right, ast.Str) else None
+        return compare(node.op, left, pattern)
+    return compare(node.op, left, evaluate(node.right, values))
+
+
+def lookup(parts: list[str], values: Mapping[str, object]) -> object:
+    """Return the value that the path `parts` reads from `values`, or `MISSING`, as `evaluate` does."""
+    return _lookup(parts, values)
+
+
+def compare(op: str, left: object, right: object) -> bool:
+    """Return whether `left op right` is true, with the rules of `evaluate`.
+
+    For `=~` and `!~`, `right` is the pattern text from the rules, or `None`
+    when there is no literal pattern (which never matches).
+    """
     if op in ("=~", "!~"):
-        matched = _matches(left, node.right)
+        matched = _matches(left, right if isinstance(right, str) else None)
         return matched if op == "=~" else not matched
-    right = evaluate(node.right, values)
     if op == "==":
         return _equal(left, right)
     if op == "!=":
@@ -798,15 +814,14 @@ def _contains(container: object, item: object) -> bool:
     return False
 
 
-def _matches(subject: object, pattern: ast.Expr) -> bool:
-    # Only a literal of the rules is ever compiled, and the checker rejects any other pattern.
-    if not isinstance(pattern, ast.Str):
+def _matches(subject: object, pattern: str | None) -> bool:
+    if pattern is None:
         return False
     if isinstance(subject, (int, float)) and not isinstance(subject, bool):
         subject = str(subject)
     if not isinstance(subject, str):
         return False
-    compiled = _compiled(pattern.value)
+    compiled = _compiled(pattern)
     return compiled is not None and compiled.search(subject) is not None
 
 

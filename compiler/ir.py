@@ -117,6 +117,8 @@ class Route(StrictModel):
     mute_time_intervals: list[str] = []
     active_time_intervals: list[str] = []
     routes: list[Route] = []
+    path: str = Field("", description="File of the route's declaration, shown in messages, or empty when unknown.")
+    line: int = Field(0, description="Line of the route's declaration, shown in messages, or 0 when unknown.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -151,6 +153,8 @@ class TimeInterval(StrictModel):
 class SeverityRule(StrictModel):
     level: str
     when: Expr
+    path: str = Field("", description="File of the rule, shown in messages, or empty when unknown.")
+    line: int = Field(0, description="Line of the rule, shown in messages, or 0 when unknown.")
 
 
 class SeverityPolicy(StrictModel):
