@@ -358,6 +358,8 @@ class _Checker:
         right = self.type_of(node.right)
         if left is INVALID or right is INVALID:
             return BOOL
+        if self.bare_level(node, left, right):
+            return BOOL
         if node.op in ("==", "!="):
             self.check_equality(node, left, right)
         elif node.op in ("<", "<=", ">", ">="):
@@ -365,6 +367,23 @@ class _Checker:
         else:
             self.check_membership(node, left, right)
         return BOOL
+
+    def bare_level(self, node: ast.Compare, left: Type, right: Type) -> bool:
+        """Report `incident.severity >= high`: a bare `high` reads the label `high`, not the level."""
+        for found, other, other_type in ((left, node.right, right), (right, node.left, left)):
+            if found is not SEVERITY or other_type is SEVERITY:
+                continue
+            if isinstance(other, ast.Path) and len(other.parts) == 1 and other.parts[0] in SEVERITY_LEVELS:
+                level = other.parts[0]
+                self.sink.error(
+                    "IR0714",
+                    f"`{level}` reads the label `{level}`, not the severity level",
+                    other.span,
+                    label="a bare name is a label",
+                    help=f'write the level as a string: `"{level}"`',
+                )
+                return True
+        return False
 
     def check_equality(self, node: ast.Compare, left: Type, right: Type) -> None:
         if LIST in (left, right):

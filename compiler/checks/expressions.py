@@ -98,6 +98,12 @@ CODES = {
         "takes a severity level, and `incident.title` takes a string. A bare name such as\n"
         "`mitigating` stands for that choice.",
     ),
+    "IR0714": Code(
+        "severity compared with a bare name",
+        "In an expression a bare name reads the label of that name, so\n"
+        "`incident.severity >= high` compares with the value of a label `high`, which is\n"
+        'almost never meant. Write levels as strings: `incident.severity >= "high"`.',
+    ),
     "IR0713": Code(
         "invalid source mapping target",
         "A source maps fields of the webhook's JSON body to alert fields. A target is\n"

@@ -591,3 +591,16 @@ def test_set_severity_from_a_label_is_allowed():
 def test_action_condition_is_checked_with_its_parameters():
     source = 'action drain(node: string matching ".+") {\n  when node == "" or steps.a.ok\n  run ["kubectl", "drain", "{{ node }}"]\n}\n'
     assert project_codes(source) == [("IR0702", 2, 22)]
+
+
+def test_severity_compared_with_bare_level_name_is_rejected():
+    source = 'runbook r "t" {\n  when incident.severity >= high\n  step a { wait 1m }\n}\n'
+    result = check_text(source, "x.irules")
+    found = [(item.code, item.span.line, item.span.column) for item in result.diagnostics if item.code == "IR0714"]
+    assert found == [("IR0714", 2, 29)]
+
+
+def test_severity_compared_with_level_string_is_accepted():
+    source = 'runbook r "t" {\n  when incident.severity >= "high"\n  step a { wait 1m }\n}\n'
+    result = check_text(source, "x.irules")
+    assert [item.code for item in result.diagnostics if item.code.startswith("IR07")] == []
