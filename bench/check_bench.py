@@ -44,6 +44,9 @@ sys.path.insert(0, str(REPO))
 
 from compiler.api import check_path  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_section import replace_section  # noqa: E402
+
 SIZES = (100, 1_000, 10_000)
 TARGET_CHECK_10K_S = 2.0
 TARGET_HELP_S = 0.3
@@ -521,8 +524,6 @@ def write_docs(rows: list[dict[str, float]], help_timing: dict[str, float], comm
     path = REPO / "docs" / "benchmarks.md"
     text = "\n".join(
         [
-            "# Benchmarks",
-            "",
             "## `irules check` on generated projects",
             "",
             "`bench/check_bench.py` generates a project per size and times the checker on it. A project",
@@ -553,8 +554,9 @@ def write_docs(rows: list[dict[str, float]], help_timing: dict[str, float], comm
         ]
     )
     path.parent.mkdir(exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    if not path.exists():
+        path.write_text("# Benchmarks\n\n", encoding="utf-8")
+    return replace_section(path, "check", text)
 
 
 # ---------------------------------------------------------------- main

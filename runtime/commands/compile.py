@@ -30,8 +30,8 @@ def register(app: typer.Typer) -> None:
 def compile_command(path: PathArgument, out: OutOption, env: EnvOption = None) -> None:
     """Compile rules into artifacts. Exit 0 when written, 1 when the rules or an artifact have errors, 2 on usage or I/O errors.
 
-    Writes alertmanager.yml, pagerduty.json, slack-manifest.yaml (when the rules
-    declare a Slack app) and ruleset.json. Nothing is written when the rules have
+    Writes alertmanager.yml, pagerduty.json, slack-manifest.yaml and
+    slack-blocks.json (when the rules declare a Slack app) and ruleset.json. Nothing is written when the rules have
     errors; files whose content is unchanged are left alone.
     """
     require_path(path)
@@ -74,12 +74,14 @@ def build_artifacts(path: Path, environment: str | None) -> dict[str, str]:
     Raises:
         BuildFailed: the rules have errors or a target cannot render them; the reason was printed.
     """
+    from compiler.api import collector_paused
     from compiler.errors import TargetError
     from targets.render import render_all
 
     ruleset = build_ruleset(path, environment)
     try:
-        return render_all(ruleset)
+        with collector_paused():
+            return render_all(ruleset)
     except TargetError as error:
         print(f"irules: cannot generate the artifacts: {error}", file=sys.stderr)
         raise BuildFailed from None
