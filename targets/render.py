@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from compiler import ir
-from targets import alertmanager, pagerduty, slack_manifest
+from targets import alertmanager, pagerduty, slack_blocks, slack_manifest
 
 # Every file name `render_all` can return, in the order it returns them.
-ARTIFACTS = ("alertmanager.yml", "pagerduty.json", "slack-manifest.yaml", "ruleset.json")
+ARTIFACTS = ("alertmanager.yml", "pagerduty.json", "slack-manifest.yaml", "slack-blocks.json", "ruleset.json")
 
 
 def render_all(ruleset: ir.Ruleset) -> dict[str, str]:
     """Return every artifact; each is a pure function of the ruleset, so the output is byte-stable.
 
-    The Slack manifest is produced only when the project declares a `slack` app.
+    The Slack manifest and message templates are produced only when the project declares a `slack` app.
 
     Example:
         artifacts = render_all(compile_rules(Path("examples/production"), "production"))
@@ -27,5 +27,6 @@ def render_all(ruleset: ir.Ruleset) -> dict[str, str]:
     }
     if ruleset.slack is not None:
         artifacts["slack-manifest.yaml"] = slack_manifest.render(ruleset)
+        artifacts["slack-blocks.json"] = slack_blocks.render(ruleset)
     artifacts["ruleset.json"] = ruleset.to_json()
     return artifacts
