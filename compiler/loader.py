@@ -19,32 +19,9 @@ from compiler.lexer import LexError
 from compiler.parse import InvalidEscape, NestedTooDeep, ParseFailed, parse_text
 from compiler.span import SourceFile
 from compiler.suggest import closest
-from compiler.syntax_errors import lex_error_diagnostic, parse_error_diagnostic
+from compiler.syntax_errors import TOP_LEVEL_KEYWORDS, lex_error_diagnostic, parse_error_diagnostic
 from compiler.transform import MAX_NESTING
 
-TOP_LEVEL_KEYWORDS = (
-    "settings",
-    "environment",
-    "defaults",
-    "team",
-    "receiver",
-    "service",
-    "route",
-    "inhibit",
-    "time_interval",
-    "severity",
-    "pagerduty",
-    "slack",
-    "escalation",
-    "source",
-    "dedup",
-    "correlate",
-    "action",
-    "runbook",
-    "template",
-    "test",
-    "use",
-)
 _DECL_START = re.compile(r"^(?:" + "|".join(TOP_LEVEL_KEYWORDS) + r")\b", re.M)
 _MAX_SYNTAX_ERRORS_PER_FILE = 50
 

@@ -34,31 +34,12 @@ _DESCRIPTIONS = {
     "FALSE": "`false`",
     "$END": "the end of the file",
 }
-_TOP_LEVEL = frozenset(
-    {
-        "settings",
-        "environment",
-        "defaults",
-        "team",
-        "receiver",
-        "service",
-        "route",
-        "inhibit",
-        "time_interval",
-        "severity",
-        "pagerduty",
-        "slack",
-        "escalation",
-        "source",
-        "dedup",
-        "correlate",
-        "action",
-        "runbook",
-        "template",
-        "test",
-        "use",
-    }
-)
+# Keywords that start a top-level declaration; the loader resumes parsing at them after an error.
+TOP_LEVEL_KEYWORDS = (
+    "settings", "environment", "defaults", "team", "receiver", "service", "route", "inhibit", "time_interval",
+    "severity", "pagerduty", "slack", "escalation", "source", "dedup", "correlate", "action", "runbook",
+    "template", "test", "use",
+)  # fmt: skip
 _VALUE_ORDER = ["DURATION", "PERCENT", "INT", "NUMBER", "STRING", "IDENT"]
 _MAX_LISTED = 8
 
@@ -191,7 +172,7 @@ def _unclosed_block(token: Tok, expected: frozenset[str], source: SourceFile, sp
     if "RBRACE" not in expected:
         return None
     at_end = token.type == "$END"
-    starts_declaration = token.column == 1 and token.value in _TOP_LEVEL and token.type != "IDENT"
+    starts_declaration = token.column == 1 and token.value in TOP_LEVEL_KEYWORDS and token.type != "IDENT"
     if not (at_end or starts_declaration):
         return None
     brace = _unclosed_brace(source, token.start)
