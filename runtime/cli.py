@@ -156,13 +156,7 @@ def _register_commands() -> None:
     import importlib
 
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"runtime.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"runtime.commands.{name}":
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(f"runtime.commands.{name}").register(app)
 
 
 _register_commands()
