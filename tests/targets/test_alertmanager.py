@@ -339,3 +339,20 @@ pagerduty {
 """
     config = receiver(rendered(source), "pager")["pagerduty_configs"][0]
     assert config["details"] == {"alertname": "{{ .CommonLabels.alertname }}", "team": "{{ .CommonLabels.team }}"}
+
+
+def test_libyaml_and_pure_python_emitters_write_the_same_text():
+    import yaml
+
+    from targets import _yaml
+
+    class PureDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    PureDumper.add_representer(str, _yaml._represent_str)
+    PureDumper.add_representer(dict, _yaml._represent_dict)
+    document = {"route": {"receiver": "é\u2028x", "group_by": ["a", "13:00", "NO"], "continue": True}, "yes": ["0123", "x" * 300]}
+    pure = yaml.dump(document, Dumper=PureDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
+    assert _yaml.dump(document) == pure
+    assert yaml.safe_load(pure) == document
