@@ -1,4 +1,4 @@
-"""Which Alertmanager release first accepts each configuration feature irules may emit.
+"""The first Alertmanager release that accepts each configuration feature irules may emit.
 
 Alertmanager loads its YAML strictly, so a key unknown to the running
 release is a load error. Sources: the configuration docs and `config/`

@@ -7,8 +7,9 @@ configuration does:
 - the root always matches; a route matches when all its matchers do;
 - an absent label has the empty value;
 - regexes are RE2 and fully anchored (`^(?:re)$`);
-- children are tried in order; a matching child stops the search unless it
-  has `continue`; a route is itself the result only when no child matched.
+- children are tried in order, and a matching child stops the search unless
+  it has `continue`;
+- a route is itself the result only when no child matched.
 
 To route many label sets quickly, `Router` prepares the tree once: a parent
 looks its children up by the value of one label (an `=` matcher, or a regex

@@ -9,11 +9,11 @@ target version accepts are written:
 - quoted UTF-8 label names in matchers from 0.27.
 
 Secrets appear only as `*_file` paths under `settings.secrets_dir`, never as
-values. A channel that Alertmanager cannot deliver for the target version
-(SMS, Teams before 0.26, a PagerDuty channel without a routing key, a URL
-kept in a secret before its `*_file` key exists) is left to the irules
+values. Some channels Alertmanager cannot deliver for the target version:
+SMS, Teams before 0.26, a PagerDuty channel without a routing key, and a URL
+kept in a secret before its `*_file` key exists. They are left to the irules
 daemon, which receives every alert through its own webhook when
-`settings.daemon_url` is set; without it, rendering fails with a
+`settings.daemon_url` is set. Without it, rendering fails with a
 `TargetError` instead of dropping the channel.
 """
 

@@ -165,7 +165,7 @@ def _equals(left: str, value: str) -> str:
 
 def _regex(left: str, pattern: str) -> str:
     # Our regexes are case-sensitive RE2, matched against the whole value, with `.`
-    # not matching a newline. PCL's reference says `matches regex` is case-insensitive
+    # not matching a newline. PCL's reference states that `matches regex` is case-insensitive
     # and runs with the `s` and `m` flags, so `exactly` and `(?-sm)` turn those off.
     anchored = _literal(rf"(?-sm)\A(?:{pattern})\z")
     matched = f"{left} matches regex exactly {anchored}"

@@ -1,4 +1,4 @@
-"""What every check receives: the project, the diagnostics sink and the symbol table."""
+"""The context every check receives: the project, the diagnostics sink and the symbol table."""
 
 from __future__ import annotations
 
