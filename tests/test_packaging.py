@@ -35,9 +35,7 @@ def test_wheel_contains_modules_grammar_and_stdlib(tmp_path: Path):
     wheel = next(tmp_path.glob("irules-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
-        path.relative_to(REPO).as_posix()
-        for top in ("compiler", "runtime", "targets")
-        for path in (REPO / top).rglob("*.py")
+        path.relative_to(REPO).as_posix() for top in ("compiler", "runtime", "targets") for path in (REPO / top).rglob("*.py")
     }
     assert sorted(expected - names) == []
     assert "compiler/grammar/irules.lark" in names
