@@ -14,6 +14,7 @@ from typing import Any
 
 from compiler import ast, ir
 from compiler.checks.context import Context
+from compiler.loader import Project
 from compiler.version import __version__
 
 # Alertmanager's own defaults for the root route, used when `defaults` omits them.
@@ -57,19 +58,25 @@ def source_digest(context: Context) -> str:
     project = context.project
     entries = []
     for path, source in project.sources.items():
-        name = "stdlib/" + PurePath(path).name if path in project.stdlib_paths else _relative(path, project.root)
-        entries.append((name, source.text))
+        entries.append((portable_path(path, project), source.text))
     digest = hashlib.sha256()
     for name, text in sorted(entries):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     return digest.hexdigest()
 
 
-def _relative(path: str, root: str) -> str:
+def portable_path(shown: str, project: Project) -> str:
+    """Return a source path that does not depend on the working directory.
+
+    Files of the standard library become `stdlib/NAME`; the others are made
+    relative to the project folder, or reduced to their name outside it.
+    """
+    if shown in project.stdlib_paths:
+        return "stdlib/" + PurePath(shown).name
     try:
-        return PurePath(path).relative_to(root).as_posix()
+        return PurePath(shown).relative_to(project.root).as_posix()
     except ValueError:
-        return PurePath(path).name
+        return PurePath(shown).name
 
 
 def _sorted_by_name(decls: Iterable[Any]) -> list[Any]:

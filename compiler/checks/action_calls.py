@@ -158,6 +158,12 @@ def _argument_twice(context: Context, param: ast.Param, arg: ast.CallArg, first:
     )
 
 
+def _matches_pattern(param: ast.Param, value: object) -> bool:
+    """Tell whether a literal matches the parameter's whole `matching` pattern; true without a pattern."""
+    pattern = _pattern(param.pattern.value) if param.pattern is not None else None
+    return pattern is None or pattern.fullmatch(_literal_text(value)) is not None
+
+
 def _check_argument(context: Context, action: ast.Action, param: ast.Param, value: object) -> None:
     if _is_template(value) or param.type.value not in PARAM_TYPES:
         return
@@ -165,8 +171,7 @@ def _check_argument(context: Context, action: ast.Action, param: ast.Param, valu
     if not _has_type(value, param.type.value):
         _wrong_type(context, "IR0516", where, param, value)
         return
-    pattern = _pattern(param.pattern.value) if param.pattern is not None else None
-    if pattern is not None and not pattern.fullmatch(_literal_text(value)):
+    if not _matches_pattern(param, value):
         context.sink.error(
             "IR0517",
             f"{where} does not match the pattern `{param.pattern.value}`",
@@ -313,8 +318,7 @@ def _check_default(context: Context, action: ast.Action, param: ast.Param) -> No
     if not _has_type(default, param.type.value):
         _wrong_type(context, "IR0520", where, param, default)
         return
-    pattern = _pattern(param.pattern.value) if param.pattern is not None else None
-    if pattern is not None and not pattern.fullmatch(_literal_text(default)):
+    if not _matches_pattern(param, default):
         context.sink.error(
             "IR0520",
             f"{where} does not match its pattern `{param.pattern.value}`",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -92,10 +92,12 @@ def with_portable_paths(ruleset: Ruleset, project: Project) -> Ruleset:
 
     The loader records paths as shown to the user (relative to the working
     directory, or absolute), which would make `ruleset.json` depend on where
-    `irules` ran. Only strings under a `path` key that name a loaded source
-    file are replaced; expression paths and webhook paths stay as they are.
+    `irules` ran. The source paths of routes, severity rules and tests are
+    replaced, while expression paths and webhook paths stay as they are.
     """
-    portable = {shown: _portable_path(shown, project.root, project.stdlib_paths) for shown in project.sources}
+    from compiler.lower import portable_path
+
+    portable = {shown: portable_path(shown, project) for shown in project.sources}
     severity = ruleset.severity.model_copy(update={"rules": [_with_path(rule, portable) for rule in ruleset.severity.rules]})
     return ruleset.model_copy(
         update={
@@ -115,15 +117,6 @@ def _route_with_paths(route: Any, portable: dict[str, str]) -> Any:
     # model_copy skips validation, which matters on trees of 10,000 routes.
     children = [_route_with_paths(child, portable) for child in route.routes]
     return _with_path(route, portable).model_copy(update={"routes": children})
-
-
-def _portable_path(shown: str, root: str, stdlib_paths: set[str]) -> str:
-    if shown in stdlib_paths:
-        return "stdlib/" + PurePath(shown).name
-    try:
-        return PurePath(shown).relative_to(root).as_posix()
-    except ValueError:
-        return PurePath(shown).name
 
 
 def write_artifacts(artifacts: dict[str, str], out: Path) -> int:
