@@ -3,7 +3,7 @@
 Exceptions for bugs and I/O, diagnostics for user input:
 
     IrulesError
-    ├── CompileFailed   the rules have errors; holds the diagnostics
+    ├── CompileFailed   the rules have errors; contains the diagnostics
     └── TargetError     an artifact could not be produced from a valid ruleset
 
 Imports are lazy so that `irules --help` does not load the parser.

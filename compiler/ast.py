@@ -106,7 +106,7 @@ Value = Str | Secret
 class Property(Node):
     """A keyword and its arguments, such as `group_wait 10s` or `retry 3 backoff 5s`.
 
-    `key` is the keyword as the grammar names it; `args` holds the argument
+    `key` is the keyword as the grammar names it. `args` contains the argument
     nodes in source order (a `None` stands for an omitted optional argument).
     """
 
@@ -306,7 +306,7 @@ class SeverityDecl(Decl):
 
 @dataclass(slots=True, kw_only=True)
 class Grouping(Decl):
-    """A `dedup` or `correlate` block; `kind` tells which."""
+    """A `dedup` or `correlate` block, named by `kind`."""
 
     kind: str
     name: Name | None

@@ -1,6 +1,6 @@
 """The intermediate representation: what irules will do, as plain versioned data.
 
-The AST says what the user wrote; the IR says what will happen. Lowering
+The AST records what the user wrote, and the IR what will happen. Lowering
 resolves names, inheritance and defaults, splits time ranges, orders
 matchers and gives routes stable ids. Targets and the daemon read only the
 IR, which serialises to `ruleset.json` so the daemon can load it without

@@ -73,7 +73,7 @@ def find_rule_files(root: Path) -> list[Path]:
 def load_project(root: Path, environment: str | None, sink: DiagnosticSink, *, with_stdlib: bool = True) -> Project:
     """Parse every file below `root` and the standard library, then apply `environment`.
 
-    Problems go to `sink`; the returned project holds whatever parsed.
+    Problems go to `sink`, and the returned project contains whatever parsed.
     """
     project = Project(root=display_path(root), environment=environment)
     paths = [(path, False) for path in find_rule_files(root)]

@@ -1,7 +1,7 @@
 """The cached LALR parser for .irules files.
 
-lark builds the LALR(1) tables and the tree-building callbacks (with our
-`ToAst` transformer inlined); tokens come from `compiler.lexer` and the
+lark builds the LALR(1) tables and the tree-building callbacks, with our
+`ToAst` transformer inlined. Tokens come from `compiler.lexer`, and the
 shift/reduce loop is ours, so a syntax error keeps the parser state that
 `syntax_errors` needs to name the construct that was expected.
 """
@@ -199,9 +199,9 @@ def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], value
 def accepted_terminals(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int]) -> frozenset[str]:
     """Return the terminals the parser would really shift next from `stack`.
 
-    An LALR state's lookahead set can hold terminals that only a merged
-    sibling state accepts; simulating the reductions on a copy of the state
-    stack leaves the ones that lead to a shift, so messages list only those.
+    An LALR state's lookahead set can contain terminals that only a merged
+    sibling state accepts. Simulating the reductions on a copy of the state
+    stack keeps the ones that lead to a shift, so messages list only those.
     """
     accepted = set()
     for terminal in states[stack[-1]]:

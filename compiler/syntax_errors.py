@@ -3,7 +3,7 @@
 The LALR parser reports the set of terminals it could have taken. We phrase
 that set for people ("a duration such as `10s`", "`}`"), recognise a few
 common mistakes and say how to fix them, and suggest the closest keyword
-when a misspelt word stands where a keyword was expected.
+when a misspelt word is where a keyword was expected.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Sp
             label="assignment is not allowed here",
             help=f"write `{_with_double_equals(source, token)}`",
         )
-    if token.type == "LPAR" and error_follows_name(source, token):
+    if token.type == "LPAR" and _follows_name(source, token):
         return Diagnostic(
             Severity.ERROR,
             "IR0110",
@@ -271,7 +271,7 @@ def _known_mistake(token: Tok, expected: frozenset[str], previous: str, span: Sp
     return None
 
 
-def error_follows_name(source: SourceFile, token: Tok) -> bool:
+def _follows_name(source: SourceFile, token: Tok) -> bool:
     """Tell whether `(` directly follows a word, as in a function call."""
     before = source.text[: token.start]
     return bool(before) and (before[-1].isalnum() or before[-1] == "_")

@@ -90,7 +90,7 @@ def unescape(body: str) -> str:
 
 
 # Tokens that carry a value; keywords and punctuation are dropped before a
-# method sees its children (they are kept by lark only so spans are exact).
+# method receives its children. lark keeps them only so that spans are exact.
 _VALUE_TOKENS = frozenset(
     {
         "IDENT",

@@ -1,7 +1,7 @@
 """The `irules` command line.
 
 Heavy modules (the parser, the checker) are imported inside the commands so
-that `irules --help` answers at once.
+that `irules --help` prints at once.
 """
 
 from __future__ import annotations

@@ -146,7 +146,12 @@ def _step_items(decl: ast.Runbook | ast.Action) -> Iterator[object]:
         yield from decl.items
         return
     for item in decl.items:
-        steps = item.steps if isinstance(item, ast.Parallel) else [item] if isinstance(item, ast.Step) else []
+        if isinstance(item, ast.Parallel):
+            steps = item.steps
+        elif isinstance(item, ast.Step):
+            steps = [item]
+        else:
+            steps = []
         for step in steps:
             yield from step.items
 

@@ -1,4 +1,4 @@
-"""What every `irules` command shares: exit codes, common options, error reporting."""
+"""Parts shared by every `irules` command: exit codes, common options, error reporting."""
 
 from __future__ import annotations
 

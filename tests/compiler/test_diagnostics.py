@@ -11,7 +11,7 @@ from compiler.diagnostics import render_json, render_text
 from compiler.loader import display_path, stdlib_dir
 
 
-def test_misspelt_receiver_does_not_make_the_intended_one_unused():
+def test_misspelt_name_keeps_target_used():
     source = 'receiver pager { email "p@example.com" }\nroute {\n  receiver pagr\n}\n'
     result = check_text(source, "x.irules")
     codes = [item.code for item in result.diagnostics]
@@ -112,7 +112,7 @@ def test_function_call_in_condition_is_explained():
     assert [(item.code, item.span.line, item.span.column) for item in result.diagnostics] == [("IR0110", 2, 18)]
 
 
-def test_parent_continue_without_other_receivers_is_not_a_fallback():
+def test_parent_sharing_receiver_is_no_fallback():
     source = (
         'receiver platform { email "p@example.com" }\nreceiver default { email "d@example.com" }\n'
         'route {\n  receiver default\n  match team = "platform" -> platform {\n    continue\n'

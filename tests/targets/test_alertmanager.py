@@ -341,7 +341,7 @@ pagerduty {
     assert config["details"] == {"alertname": "{{ .CommonLabels.alertname }}", "team": "{{ .CommonLabels.team }}"}
 
 
-def test_libyaml_and_pure_python_emitters_write_the_same_text():
+def test_yaml_emitters_write_same_text():
     import yaml
 
     from targets import _yaml
