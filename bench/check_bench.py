@@ -396,9 +396,25 @@ def measure_without_gc(folder: Path, repeat: int) -> float:
 
 
 def irules_command() -> list[str]:
-    """Return the command that starts the CLI: `irules` when installed, else `python -m runtime.cli`."""
-    installed = shutil.which("irules")
-    return [installed] if installed else [sys.executable, "-m", "runtime.cli"]
+    """Return the command that starts this checkout's CLI.
+
+    The console script beside the interpreter is preferred over the one on PATH,
+    which may be a version manager's shim that adds its own start-up time.
+    """
+    script = Path(sys.executable).with_name("irules")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
+
+
+def process_environment() -> dict[str, str]:
+    """Return the environment of the timed processes: this checkout on the path, and Python's bytecode cache on.
+
+    An installed irules runs from compiled bytecode. With PYTHONDONTWRITEBYTECODE set, as
+    some shells and containers do, every timed process would compile the checkout's
+    modules from source again. Without it, the unmeasured first run writes the cache.
+    """
+    environment = dict(os.environ, PYTHONPATH=str(REPO))
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
 
 
 def measure_process(args: list[str], repeat: int) -> dict[str, float]:
@@ -406,7 +422,7 @@ def measure_process(args: list[str], repeat: int) -> dict[str, float]:
     command = irules_command() + args
     if shutil.which("hyperfine"):
         return _hyperfine(command, repeat)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = process_environment()
     subprocess.run(command, cwd=REPO, env=env, capture_output=True, check=False)  # warm-up run, not measured
     timings = []
     for _ in range(repeat):
@@ -432,7 +448,7 @@ def _hyperfine(command: list[str], repeat: int) -> dict[str, float]:
                 shlex.join(command),
             ],
             cwd=REPO,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            env=process_environment(),
             capture_output=True,
             check=True,
         )
@@ -533,7 +549,8 @@ def write_docs(rows: list[dict[str, float]], help_timing: dict[str, float], comm
             "- `check_path` is the in-process time of `compiler.api.check_path`, with the parser tables already built.",
             "- `check_path, GC off` is the same with Python's cyclic garbage collector disabled, which shows",
             "  how much of the time the collector takes.",
-            "- `irules check` is the wall time of the whole process, interpreter start included.",
+            "- `irules check` is the wall time of the whole process, interpreter start included. An unmeasured",
+            "  first run writes Python's bytecode cache and irules' cache of parser tables, as an installed irules has them.",
             "",
             "Each figure is the best of several runs, and `mean` is the mean of the process runs.",
             "",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import shlex
 import shutil
 import statistics
@@ -36,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from check_bench import generate_project, machine  # noqa: E402
+from check_bench import generate_project, irules_command, machine, process_environment  # noqa: E402
 from docs_section import replace_section  # noqa: E402
 
 from compiler.api import check_path  # noqa: E402
@@ -73,20 +72,10 @@ def write_project(folder: Path, routes: int) -> dict[str, int]:
     return counts
 
 
-def irules_executable() -> list[str]:
-    """Return the command that starts this checkout's CLI.
-
-    The console script beside the interpreter is preferred over the one on PATH,
-    which may be a version manager's shim that adds its own start-up time.
-    """
-    script = Path(sys.executable).with_name("irules")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
-
-
 def compile_command() -> tuple[list[str], str]:
     """Return the compile command before its FOLDER and OUT arguments, and how the record names it."""
-    command = irules_executable()
-    probe = subprocess.run([*command, "compile", "--help"], cwd=REPO, env=environment(), capture_output=True, check=False)
+    command = irules_command()
+    probe = subprocess.run([*command, "compile", "--help"], cwd=REPO, env=process_environment(), capture_output=True, check=False)
     if probe.returncode == 0:
         return [*command, "compile"], "`irules compile FOLDER --out OUT`"
     return [
@@ -100,10 +89,6 @@ def compile_arguments(prefix: list[str], folder: Path, out: Path) -> list[str]:
     if "compile" in prefix:
         return [*prefix, str(folder), "--out", str(out)]
     return [*prefix, str(folder), str(out)]
-
-
-def environment() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(REPO))
 
 
 def amtool_version(amtool: str) -> str:
@@ -124,7 +109,7 @@ def check_with_amtool(amtool: str, config: Path) -> None:
 def run_timed(command: list[str]) -> float:
     """Run `command` from the repository root and return its wall time, stopping the benchmark when it fails."""
     start = time.perf_counter()
-    completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, check=False)
+    completed = subprocess.run(command, cwd=REPO, env=process_environment(), capture_output=True, check=False)
     elapsed = time.perf_counter() - start
     assert completed.returncode == 0, f"{shlex.join(command)} failed:\n{completed.stderr.decode(errors='replace')}"
     return elapsed
@@ -233,7 +218,8 @@ def startup_notes(rows: list[dict[str, object]]) -> list[str]:
             continue
         lines.append(
             f"- {row['routes']:,} routes: the stages take {stages:.2f} s of the {whole:.2f} s compile. "
-            f"The other {whole - stages:.2f} s go to interpreter start, imports, the parser tables and writing the files."
+            f"The other {whole - stages:.2f} s go to interpreter start, imports, loading the parser tables, making the source "
+            "paths in the IR relative, writing the files and freeing memory."
         )
     return lines
 
@@ -247,7 +233,8 @@ def report(rows: list[dict[str, object]], described: str, amtool: str, command: 
             "`bench/compile_bench.py` generates a project per size with the generator of `check_bench.py`,",
             "adding an SMTP server and `slack_api_url` to its settings, and times two whole processes",
             f"with `time.perf_counter` around `subprocess.run`. After one unmeasured run of each, they take {repeat} turns,",
-            "so that both see the same load, and the table shows the best and the mean:",
+            "so that both see the same load, and the table shows the best and the mean. The unmeasured compile",
+            "writes Python's bytecode cache and irules' cache of parser tables, as the first run of an installed irules does:",
             "",
             f"- compile: {described}, writing into a new, empty folder on each run;",
             "- `amtool check-config` of the alertmanager.yml that the compile wrote. The benchmark stops",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compiler.checks import run_checks
 from compiler.checks.context import Context
+from compiler.collector import collector_paused
 from compiler.diagnostics import Diagnostic, DiagnosticSink, Severity
 from compiler.errors import CompileFailed
 
@@ -56,24 +54,6 @@ def check_path(path: Path, environment: str | None = None, *, with_stdlib: bool 
     with collector_paused():
         project = load_project(path, environment, sink, with_stdlib=with_stdlib)
         return _check(project, sink)
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while building large object trees.
-
-    The AST and the IR are trees of many small objects without cycles worth
-    collecting. On large projects the collector's passes over them cost about
-    a third of a check and most of lowering (measured with bench/check_bench.py
-    and bench/compile_bench.py).
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def compile_rules(path: Path, environment: str | None = None) -> Ruleset:

@@ -1,32 +1,28 @@
-"""The cached LALR parser for .irules files.
+"""The LALR parser for .irules files.
 
-lark builds the LALR(1) tables and the tree-building callbacks, with our
-`ToAst` transformer inlined. Tokens come from `compiler.lexer`, and the
-shift/reduce loop is ours, so a syntax error keeps the parser state that
-`syntax_errors` needs to name the construct that was expected.
+The tables come from `compiler.parse_tables`, tokens from `compiler.lexer`,
+and AST nodes from the `ToAst` callbacks. The shift/reduce loop is ours, so a
+syntax error keeps the parser state that `syntax_errors` needs to name the
+construct that was expected.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from lark import Lark
-from lark.lexer import PatternRE, PatternStr
-from lark.parsers.lalr_analysis import Shift
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from compiler import ast
-from compiler.lexer import Tok, tokenize, word_types
+from compiler.lexer import LexError, Tok, read_word, scan, word_types
+from compiler.parse_tables import Rule, load_tables
 from compiler.span import Span
 from compiler.transform import ToAst
 
-GRAMMAR_PATH = Path(__file__).parent / "grammar" / "irules.lark"
-_WORD_ALTERNATIVES = re.compile(r"^\(\?:((?:[A-Za-z_]+\|)*[A-Za-z_]+)\)$")
+# One entry of the action table: `(None, state)` shifts a terminal or goes to
+# the state after a rule, and `(size, rule, callback, goto)` reduces, where
+# `goto` maps the state uncovered by the reduction to the next one. The
+# callback is None for a unit rule whose one child stands for the rule.
+Action = tuple[Any, ...]
 
 
 class NestedTooDeep(Exception):
@@ -58,12 +54,10 @@ class ParseFailed(Exception):
         self.previous = previous
 
 
-@dataclass(frozen=True, slots=True)
-class Tables:
-    states: dict[int, dict[str, tuple[Any, Any]]]
+class Tables(NamedTuple):
+    states: dict[int, dict[str, Action]]
     start: int
     end: int
-    callbacks: dict[Any, Any]
     keywords: dict[str, tuple[str, ...]]
     transformer: ToAst
     terminal_text: dict[str, str]
@@ -71,60 +65,72 @@ class Tables:
 
 @functools.cache
 def tables() -> Tables:
-    """Build the LALR tables once per process; lark caches the grammar analysis on disk."""
+    """Load the parser tables once per process and bind their reductions to a `ToAst`."""
+    grammar = load_tables()
     transformer = ToAst()
-    lark = Lark(
-        GRAMMAR_PATH.read_text(encoding="utf-8"),
-        parser="lalr",
-        lexer="basic",
-        keep_all_tokens=True,
-        maybe_placeholders=True,
-        transformer=transformer,
-        cache=True,
-    )
-    lalr = lark.parser.parser.parser
-    keyword_terminals: list[tuple[str, list[str]]] = []
-    terminal_text: dict[str, str] = {}
-    for terminal in lark.terminals:
-        pattern = terminal.pattern
-        if isinstance(pattern, PatternStr):
-            terminal_text[terminal.name] = pattern.value
-            if pattern.value.isidentifier():
-                keyword_terminals.append((terminal.name, [pattern.value]))
-        elif isinstance(pattern, PatternRE):
-            alternatives = _WORD_ALTERNATIVES.match(pattern.value)
-            if alternatives:
-                keyword_terminals.append((terminal.name, alternatives.group(1).split("|")))
+    gotos: dict[str, dict[int, int]] = {}
+    for state, row in grammar.actions.items():
+        for symbol, action in row.items():
+            if not symbol.isupper() and action >= 0:
+                gotos.setdefault(symbol, {})[state] = action
+    reductions = [_reduction(rule, transformer, gotos.get(rule.origin, {})) for rule in grammar.rules]
+    states = {
+        state: {symbol: (None, action) if action >= 0 else reductions[-action - 1] for symbol, action in row.items()}
+        for state, row in grammar.actions.items()
+    }
     return Tables(
-        states=_plain_states(lalr.parse_table.states, lalr.callbacks),
-        start=lalr.parse_table.start_states["start"],
-        end=lalr.parse_table.end_states["start"],
-        callbacks=lalr.callbacks,
-        keywords=word_types(keyword_terminals),
+        states=states,
+        start=grammar.start,
+        end=grammar.end,
+        keywords=word_types([(name, list(words)) for name, words in grammar.keyword_terminals]),
         transformer=transformer,
-        terminal_text=terminal_text,
+        terminal_text=grammar.terminal_text,
     )
 
 
-def _plain_states(
-    states: dict[int, dict[Any, tuple[Any, Any]]], callbacks: dict[Any, Any]
-) -> dict[int, dict[str, tuple[Any, ...]]]:
-    """Re-key the action table by plain strings and unpack each reduction.
+def _reduction(rule: Rule, transformer: ToAst, goto: dict[int, int]) -> Action:
+    """Return the action entry that reduces by `rule`, with the callback that shapes its children."""
+    if rule.expand_single and rule.keep is None and rule.size == 1:
+        return (1, rule.origin, None, goto)
+    build = transformer.callback(rule.callback, one_child=rule.size == 1 and rule.keep is None)
+    if rule.expand_single:
+        build = _expand_single(build)
+    if rule.keep is not None:
+        build = _keep_children(rule.keep, rule.trailing_placeholders, build)
+    return (rule.size, rule.origin, build, goto)
 
-    A shift becomes `(None, next_state)`; a reduction becomes
-    `(size, rule_name, callback)`. lark's keys are `Token` objects whose
-    `__eq__` would run on every lookup.
-    """
-    plain: dict[int, dict[str, tuple[Any, ...]]] = {}
-    for state, actions in states.items():
-        row: dict[str, tuple[Any, ...]] = {}
-        for terminal, (kind, argument) in actions.items():
-            if kind is Shift:
-                row[str(terminal)] = (None, argument)
+
+def _expand_single(build: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
+    """Wrap the callback of a `?rule`, which stands for its only child when it has one."""
+
+    def expand(children: list[Any]) -> Any:
+        return children[0] if len(children) == 1 else build(children)
+
+    return expand
+
+
+def _keep_children(
+    keep: tuple[tuple[int, bool, int], ...], trailing: int, build: Callable[[list[Any]], Any]
+) -> Callable[[list[Any]], Any]:
+    """Wrap a callback so that it gets only the selected children, helper rules spliced in and placeholders added."""
+
+    def select(children: list[Any]) -> Any:
+        selected: list[Any] = []
+        for index, inline, placeholders in keep:
+            if placeholders:
+                selected += [None] * placeholders
+            if not inline:
+                selected.append(children[index])
+            elif selected:
+                selected += children[index]
             else:
-                row[str(terminal)] = (len(argument.expansion), str(argument.origin.name), callbacks[argument])
-        plain[state] = row
-    return plain
+                # A left-recursive helper rule: extend its list in place, or long lists would copy quadratically.
+                selected = children[index]
+        if trailing:
+            selected += [None] * trailing
+        return build(selected)
+
+    return select
 
 
 def parse_text(text: str, path: str) -> ast.Module:
@@ -138,10 +144,8 @@ def parse_text(text: str, path: str) -> ast.Module:
     table.transformer.text = text
     table.transformer.reset()
     comments: list[tuple[int, str]] = []
-    stack: list[int] = [table.start]
-    states = table.states
-    tokens = tokenize(text, table.keywords, lambda: states[stack[-1]], comments)
-    module: ast.Module = _run(table, stack, tokens, _end_token(text))
+    tokens, lex_error = scan(text, table.keywords, comments)
+    module: ast.Module = _run(table, tokens, lex_error, _end_token(text))
     module.comments = comments
     too_deep, bad_escape = table.transformer.too_deep, table.transformer.bad_escape
     table.transformer.reset()
@@ -152,7 +156,7 @@ def parse_text(text: str, path: str) -> ast.Module:
     return module
 
 
-def _feed_either(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], values: list[Any], token: Tok) -> None:
+def _feed_either(states: dict[int, dict[str, Action]], stack: list[int], values: list[Any], token: Tok) -> None:
     """Feed a word that reads as a keyword or as a name, trying the keyword first.
 
     Both readings were acceptable to the lexer, but LALR shares lookahead sets
@@ -175,7 +179,7 @@ def _feed_either(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int]
             raise
 
 
-def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], values: list[Any], token: Tok) -> None:
+def _feed(states: dict[int, dict[str, Action]], stack: list[int], values: list[Any], token: Tok) -> None:
     """Shift one token that is not the end of input, after every reduction it triggers."""
     while True:
         action = states[stack[-1]].get(token.type)
@@ -186,17 +190,25 @@ def _feed(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], value
             stack.append(action[1])
             values.append(token)
             return
-        if size:
-            children = values[-size:]
-            del stack[-size:]
-            del values[-size:]
-        else:
-            children = []
-        values.append(action[2](children))
-        stack.append(states[stack[-1]][action[1]][1])
+        _reduce(stack, values, action)
 
 
-def accepted_terminals(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int]) -> frozenset[str]:
+def _reduce(stack: list[int], values: list[Any], action: Action) -> None:
+    size, _rule, callback, goto = action
+    if callback is None:
+        stack[-1] = goto[stack[-2]]
+        return
+    if size:
+        children = values[-size:]
+        del stack[-size:]
+        del values[-size:]
+    else:
+        children = []
+    values.append(callback(children))
+    stack.append(goto[stack[-1]])
+
+
+def accepted_terminals(states: dict[int, dict[str, Action]], stack: list[int]) -> frozenset[str]:
     """Return the terminals the parser would really shift next from `stack`.
 
     An LALR state's lookahead set can contain terminals that only a merged
@@ -210,7 +222,7 @@ def accepted_terminals(states: dict[int, dict[str, tuple[Any, ...]]], stack: lis
     return frozenset(accepted)
 
 
-def _would_shift(states: dict[int, dict[str, tuple[Any, ...]]], stack: list[int], terminal: str) -> bool:
+def _would_shift(states: dict[int, dict[str, Action]], stack: list[int], terminal: str) -> bool:
     while True:
         action = states[stack[-1]].get(terminal)
         if action is None:
@@ -232,13 +244,20 @@ def _end_token(text: str) -> Tok:
     return Tok("$END", "", len(text), len(text), line, column, line, column)
 
 
-def _run(table: Tables, stack: list[int], tokens: Iterator[Tok], end_token: Tok) -> Any:
-    """Drive the LALR tables over `tokens`; `stack` is shared with the lexer."""
+def _run(table: Tables, tokens: list[Tok], lex_error: LexError | None, end_token: Tok) -> Any:
+    """Drive the tables over `tokens`, then raise `lex_error` or accept at `end_token`.
+
+    The loop repeats `_feed` and `_reduce` inline, because it runs once per
+    token and once per reduction.
+    """
     states = table.states
     end_state = table.end
+    stack: list[int] = [table.start]
     values: list[Any] = []
     previous = None
-    for token in itertools.chain(tokens, (end_token,)):
+    for token in tokens:
+        if token.keywords is not None:
+            read_word(token, states[stack[-1]])
         if token.alternative is not None:
             try:
                 _feed_either(states, stack, values, token)
@@ -247,8 +266,9 @@ def _run(table: Tables, stack: list[int], tokens: Iterator[Tok], end_token: Tok)
                 raise
             previous = token
             continue
+        kind = token.type
         while True:
-            action = states[stack[-1]].get(token.type)
+            action = states[stack[-1]].get(kind)
             if action is None:
                 raise ParseFailed(token, accepted_terminals(states, stack), tuple(stack), previous)
             size = action[0]
@@ -257,14 +277,31 @@ def _run(table: Tables, stack: list[int], tokens: Iterator[Tok], end_token: Tok)
                 values.append(token)
                 previous = token
                 break
-            if size:
-                children = values[-size:]
-                del stack[-size:]
-                del values[-size:]
+            callback = action[2]
+            if callback is None:
+                stack[-1] = action[3][stack[-2]]
             else:
-                children = []
-            values.append(action[2](children))
-            stack.append(states[stack[-1]][action[1]][1])
-            if stack[-1] == end_state and token.type == "$END":
-                return values[-1]
-    raise AssertionError("the LALR loop ended without accepting or failing")
+                if size:
+                    children = values[-size:]
+                    del stack[-size:]
+                    del values[-size:]
+                else:
+                    children = []
+                values.append(callback(children))
+                stack.append(action[3][stack[-1]])
+    if lex_error is not None:
+        raise lex_error
+    return _accept(states, stack, values, end_token, end_state, previous)
+
+
+def _accept(
+    states: dict[int, dict[str, Action]], stack: list[int], values: list[Any], token: Tok, end_state: int, previous: Tok | None
+) -> Any:
+    """Reduce at the end of input until the start rule is accepted, and return the module."""
+    while True:
+        action = states[stack[-1]].get("$END")
+        if action is None:
+            raise ParseFailed(token, accepted_terminals(states, stack), tuple(stack), previous)
+        _reduce(stack, values, action)
+        if stack[-1] == end_state:
+            return values[-1]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from compiler import ir
-from targets import alertmanager, pagerduty, slack_blocks, slack_manifest
+from compiler.collector import collector_paused
+from targets import alertmanager, pagerduty
 
 # Every file name `render_all` can return, in the order it returns them.
 ARTIFACTS = ("alertmanager.yml", "pagerduty.json", "slack-manifest.yaml", "slack-blocks.json", "ruleset.json")
@@ -13,6 +14,8 @@ def render_all(ruleset: ir.Ruleset) -> dict[str, str]:
     """Return every artifact; each is a pure function of the ruleset, so the output is byte-stable.
 
     The Slack manifest and message templates are produced only when the project declares a `slack` app.
+    Python's cyclic garbage collector is paused meanwhile: each of its full passes would scan the whole
+    IR, and rendering a large ruleset builds many short-lived objects.
 
     Example:
         artifacts = render_all(compile_rules(Path("examples/production"), "production"))
@@ -21,11 +24,19 @@ def render_all(ruleset: ir.Ruleset) -> dict[str, str]:
     Raises:
         compiler.errors.TargetError: an artifact cannot be produced from this ruleset.
     """
+    with collector_paused():
+        return _render(ruleset)
+
+
+def _render(ruleset: ir.Ruleset) -> dict[str, str]:
     artifacts = {
         "alertmanager.yml": alertmanager.render(ruleset),
         "pagerduty.json": pagerduty.render(ruleset),
     }
     if ruleset.slack is not None:
+        # Only projects with a Slack app need these targets, and slack_blocks imports Jinja.
+        from targets import slack_blocks, slack_manifest
+
         artifacts["slack-manifest.yaml"] = slack_manifest.render(ruleset)
         artifacts["slack-blocks.json"] = slack_blocks.render(ruleset)
     artifacts["ruleset.json"] = ruleset.to_json()

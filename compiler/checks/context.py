@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from compiler import ast
 from compiler.diagnostics import DiagnosticSink, Label
 from compiler.loader import Project
 from compiler.span import Span
 from compiler.suggest import closest
+
+if TYPE_CHECKING:
+    from compiler.stepgraph import StepGraph
 
 SEVERITY_LEVELS = ("critical", "high", "medium", "low")
 
@@ -50,15 +54,28 @@ class Context:
     # Names offered as the fix for an unknown name; the usage checks do not
     # call them unused, since the misspelt reference was meant for them.
     suggested: set[str] = field(default_factory=set)
+    # Step graphs by the id() of their runbook, which each graph keeps alive.
+    _step_graphs: dict[int, StepGraph] = field(default_factory=dict)
+    _user_decls: list[ast.Decl] | None = None
 
     def is_stdlib(self, decl: ast.Decl) -> bool:
         return self.project.is_stdlib(decl)
 
     def project_decls(self) -> Iterator[ast.Decl]:
         """Yield the declarations of the user's files, not the standard library's."""
-        for decl in self.project.decls:
-            if not self.project.is_stdlib(decl):
-                yield decl
+        if self._user_decls is None:
+            self._user_decls = [decl for decl in self.project.decls if not self.project.is_stdlib(decl)]
+        yield from self._user_decls
+
+    def step_graph(self, runbook: ast.Runbook) -> StepGraph:
+        """Return the step graph of `runbook`, built once for every check and for lowering, which only read it."""
+        graph = self._step_graphs.get(id(runbook))
+        if graph is None:
+            from compiler.stepgraph import build_step_graph
+
+            graph = build_step_graph(runbook, self.symbols.actions)
+            self._step_graphs[id(runbook)] = graph
+        return graph
 
     def resolve(self, kind: str, name: ast.Name, table: dict[str, object], *, what: str = "") -> object | None:
         """Look up `name` in `table`; report an unknown name with the closest known one."""

@@ -51,7 +51,6 @@ from compiler.diagnostics import Label
 from compiler.span import Span
 from compiler.stepgraph import (
     StepGraph,
-    build_step_graph,
     first_of,
     performed,
     properties,
@@ -74,7 +73,7 @@ _STEP_READ = re.compile(r"(?<![\w.])steps?\.([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-
 
 def _graphs(context: Context) -> Iterator[StepGraph]:
     for runbook in project_runbooks(context):
-        yield build_step_graph(runbook, context.symbols.actions)
+        yield context.step_graph(runbook)
 
 
 # ---------------------------------------------------------------- step names and references

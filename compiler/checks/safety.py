@@ -17,7 +17,7 @@ from compiler.checks.context import Context
 from compiler.checks.templates import TAG, has_template, template_strings, value_span
 from compiler.codes import Code
 from compiler.diagnostics import Label
-from compiler.stepgraph import StepGraph, build_step_graph, properties, step_items, written_steps
+from compiler.stepgraph import StepGraph, properties, step_items, written_steps
 
 CODES = {
     "IR0601": Code(
@@ -70,7 +70,7 @@ def check_auto_runbook_approvals(context: Context) -> None:
         auto = next(iter(properties(runbook.items, "auto")), None)
         if auto is None:
             continue
-        graph = build_step_graph(runbook, actions)
+        graph = context.step_graph(runbook)
         for name in graph.order:
             node = graph.graph.nodes[name]
             if node["kind"] is None or not node["mutating"] or node["approval"]:

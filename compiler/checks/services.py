@@ -66,15 +66,16 @@ def check_service_cycles(context: Context) -> None:
     services = {decl.name.value: decl for decl in context.project_decls() if isinstance(decl, ast.Service)}
     edges = {name: _dependencies(decl, services) for name, decl in services.items()}
     component = _strong_components(edges)
+    members: dict[int, list[str]] = {}
+    for node in edges:
+        members.setdefault(component[node], []).append(node)
     reported: set[int] = set()
     # One cycle per strongly connected component, found from its first-declared service.
     for start in services:
         group = component[start]
         if group in reported:
             continue
-        within = {
-            node: [edge for edge in edges[node] if component[edge.value] == group] for node in edges if component[node] == group
-        }
+        within = {node: [edge for edge in edges[node] if component[edge.value] == group] for node in members[group]}
         cycle = _shortest_cycle(start, within)
         if cycle is None:
             continue

@@ -12,6 +12,7 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jinja2
 from jinja2 import meta
@@ -209,14 +210,37 @@ def check_template_syntax(context: Context) -> None:
         string = found.string
         if not has_template(string.value):
             continue
-        try:
-            parsed = sandbox().parse(string.value)
-            sandbox().compile(string.value)
-        except jinja2.TemplateSyntaxError as error:
-            _report_syntax_error(context, found, error)
+        findings = inspect_template(string.value)
+        if findings.error is not None:
+            _report_syntax_error(context, found, findings.error)
             continue
-        _check_filters_and_tests(context, found, parsed)
-        _check_variables(context, found, parsed)
+        _check_filters_and_tests(context, found, findings.unknown)
+        _check_variables(context, found, findings.variables)
+
+
+class TemplateFindings(NamedTuple):
+    """The findings on one template text: Jinja's syntax error, or its unknown filters and tests and the variables it reads."""
+
+    error: jinja2.TemplateSyntaxError | None
+    unknown: tuple[tuple[str, str], ...] = ()
+    variables: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=4096)
+def inspect_template(text: str) -> TemplateFindings:
+    """Compile `text` once per process and collect its unknown filters and tests, and the variables it reads.
+
+    Projects repeat the same few templates in many steps and channels.
+    Jinja's code generator rewrites the syntax tree it walks, so the tree is
+    read before anything else walks it, and only the findings are kept.
+    """
+    try:
+        parsed = sandbox().parse(text)
+        sandbox().compile(text)
+    except jinja2.TemplateSyntaxError as error:
+        return TemplateFindings(error=error.with_traceback(None))
+    unknown = tuple(_unknown_filters_and_tests(parsed))
+    return TemplateFindings(error=None, unknown=unknown, variables=tuple(sorted(meta.find_undeclared_variables(parsed))))
 
 
 def _report_syntax_error(context: Context, found: TemplateString, error: jinja2.TemplateSyntaxError) -> None:
@@ -236,15 +260,20 @@ def _report_syntax_error(context: Context, found: TemplateString, error: jinja2.
     )
 
 
-def _check_filters_and_tests(context: Context, found: TemplateString, parsed: jinja2.nodes.Template) -> None:
+def _unknown_filters_and_tests(parsed: jinja2.nodes.Template) -> Iterator[tuple[str, str]]:
     # Jinja resolves a filter or test inside `{% if %}` only when rendering, so walk the tree.
     for node in parsed.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
         kind = "filter" if isinstance(node, jinja2.nodes.Filter) else "test"
         known = sandbox().filters if kind == "filter" else sandbox().tests
         if node.name not in known:
-            start = _word_position(found.string.value, node.name)
-            span = value_span(context, found.string, start, start + len(node.name)) if start >= 0 else found.string.span
-            _report_unknown(context, found, kind, node.name, span)
+            yield kind, node.name
+
+
+def _check_filters_and_tests(context: Context, found: TemplateString, unknown: tuple[tuple[str, str], ...]) -> None:
+    for kind, name in unknown:
+        start = _word_position(found.string.value, name)
+        span = value_span(context, found.string, start, start + len(name)) if start >= 0 else found.string.span
+        _report_unknown(context, found, kind, name, span)
 
 
 def _report_unknown(context: Context, found: TemplateString, kind: str, name: str, span: Span) -> None:
@@ -326,8 +355,8 @@ def _fails_alone(tag: str) -> bool:
     return False
 
 
-def _check_variables(context: Context, found: TemplateString, parsed: jinja2.nodes.Template) -> None:
-    for name in sorted(meta.find_undeclared_variables(parsed)):
+def _check_variables(context: Context, found: TemplateString, variables: tuple[str, ...]) -> None:
+    for name in variables:
         if name in found.variables:
             continue
         suggestion = closest(name, sorted(found.variables))

@@ -78,13 +78,15 @@ def build_artifacts(path: Path, environment: str | None) -> dict[str, str]:
     from compiler.errors import TargetError
     from targets.render import render_all
 
-    ruleset = build_ruleset(path, environment)
-    try:
-        with collector_paused():
-            return render_all(ruleset)
-    except TargetError as error:
-        print(f"irules: cannot generate the artifacts: {error}", file=sys.stderr)
-        raise BuildFailed from None
+    # With the collector on, each full pass scans the whole syntax tree and IR.
+    # On large projects that is most of the time `with_portable_paths` takes.
+    # The IR is freed before the collector resumes, so that its first pass skips it.
+    with collector_paused():
+        try:
+            return render_all(build_ruleset(path, environment))
+        except TargetError as error:
+            print(f"irules: cannot generate the artifacts: {error}", file=sys.stderr)
+            raise BuildFailed from None
 
 
 def with_portable_paths(ruleset: Ruleset, project: Project) -> Ruleset:
