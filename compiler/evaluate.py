@@ -157,7 +157,7 @@ def triggered_runbooks(
         severity = severity_of(ruleset, labels, annotations, service).level
     incident = {
         "severity": severity,
-        "status": "triggered",
+        "status": "detected",
         "age": datetime.timedelta(0),
         "alert_count": 1,
         "title": labels.get("alertname", ""),

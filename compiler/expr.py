@@ -57,7 +57,7 @@ ANY = Type("any")
 INVALID = Type("invalid")
 
 SEVERITY_LEVELS = ("critical", "high", "medium", "low")
-INCIDENT_STATUSES = ("triggered", "acknowledged", "mitigating", "resolved")
+INCIDENT_STATUSES = ("detected", "triaged", "investigating", "mitigating", "resolved", "closed")
 ALERT_STATUSES = ("firing", "resolved")
 
 SEVERITY = Type("severity", SEVERITY_LEVELS, "severity level")

@@ -47,7 +47,7 @@ def lower(context: Context) -> ir.Ruleset:
         sources=[_source(decl) for decl in _sorted_by_name(symbols.sources.values())],
         groupings=[_grouping(decl) for decl in context.project.decls if isinstance(decl, ast.Grouping)],
         actions=[_action(decl) for decl in _sorted_by_name(symbols.actions.values())],
-        runbooks=[_runbook(decl, symbols.actions) for decl in _sorted_by_name(symbols.runbooks.values())],
+        runbooks=[_runbook(decl, context) for decl in _sorted_by_name(symbols.runbooks.values())],
         templates=[_template(decl) for decl in _sorted_by_name(symbols.templates.values())],
         tests=[_test(decl) for decl in symbols.tests],
     )
@@ -223,30 +223,51 @@ def _root_route(root: ast.Route, defaults: list[ast.Defaults]) -> ir.Route:
     return _route(root, "0", root.receiver.value, inherited)
 
 
+_TIMING_KEYS = frozenset({"group_wait", "group_interval", "repeat_interval"})
+
+
 def _timing(items: Iterable[object]) -> dict[str, Any]:
     timing: dict[str, Any] = {}
     for prop in _props(items):
         if prop.key == "group_by":
             timing["group_by"] = value(prop.args[0])
-        elif prop.key in {"group_wait", "group_interval", "repeat_interval"}:
+        elif prop.key in _TIMING_KEYS:
             timing[prop.key + "_s"] = value(prop.args[0])
     return timing
 
 
 def _route(node: ast.Route, route_id: str, parent_receiver: str, inherited: dict[str, Any]) -> ir.Route:
+    # One pass over the items, because this runs once per route of trees with 10,000 routes.
     receiver = node.receiver.value if node.receiver is not None else parent_receiver
-    options = {**inherited, **_timing(node.items)}
-    mute = [name for prop in _props(node.items) if prop.key == "mute_during" for name in value(prop.args[0])]
-    active = [name for prop in _props(node.items) if prop.key == "active_during" for name in value(prop.args[0])]
-    children = [_route(child, f"{route_id}.{index}", receiver, options) for index, child in enumerate(node.children)]
+    options = dict(inherited)
+    mute: list[str] = []
+    active: list[str] = []
+    children: list[ast.Route] = []
+    continues = False
+    for item in node.items:
+        if isinstance(item, ast.Route):
+            children.append(item)
+        elif isinstance(item, ast.Property):
+            key = item.key
+            if key == "group_by":
+                options["group_by"] = value(item.args[0])
+            elif key in _TIMING_KEYS:
+                options[key + "_s"] = value(item.args[0])
+            elif key == "mute_during":
+                mute.extend(value(item.args[0]))
+            elif key == "active_during":
+                active.extend(value(item.args[0]))
+            elif key == "continue":
+                continues = True
+    routes = [_route(child, f"{route_id}.{index}", receiver, options) for index, child in enumerate(children)]
     return ir.Route(
         id=route_id,
         matchers=[_matcher(matcher) for matcher in node.matchers],
         receiver=receiver,
-        continue_=_first(node.items, "continue") is not None,
+        continue_=continues,
         mute_time_intervals=mute,
         active_time_intervals=active,
-        routes=children,
+        routes=routes,
         path=node.span.path,
         line=node.span.line,
         **options,
@@ -363,16 +384,28 @@ def _source(decl: ast.Source) -> ir.Source:
     path = f"/hooks/{decl.name.value}"
     auth: list[ir.SourceAuth] = []
     resolved_when = None
+    confirm: list[str] = []
     for prop in decl.items:
         if prop.key == "path":
             path = value(prop.args[0])
+        elif prop.key == "auth none":
+            auth.append(ir.SourceAuth(kind="none"))
+        elif prop.key == "confirm_subscriptions":
+            confirm = [value(item) for item in prop.args[0].items]
         elif prop.key in {"auth bearer", "auth hmac"}:
             options = {option.key: value(option.args[0]) for option in _props(prop.args[1:])}
             auth.append(ir.SourceAuth(kind=prop.key.split()[1], secret=value(prop.args[0]), **options))
         elif prop.key == "resolved when":
             resolved_when = expression(prop.args[0])
     mappings = {".".join(mapping.target.parts): expression(mapping.value) for mapping in decl.mappings}
-    return ir.Source(name=decl.name.value, path=path, auth=auth, mappings=mappings, resolved_when=resolved_when)
+    return ir.Source(
+        name=decl.name.value,
+        path=path,
+        auth=auth,
+        mappings=mappings,
+        resolved_when=resolved_when,
+        confirm_subscriptions=confirm,
+    )
 
 
 def _grouping(decl: ast.Grouping) -> ir.Grouping:
@@ -464,10 +497,8 @@ def _step_arg(arg: object, params: frozenset[str]) -> Any:
     return value(arg)
 
 
-def _runbook(decl: ast.Runbook, actions: dict[str, ast.Action]) -> ir.Runbook:
-    from compiler.stepgraph import build_step_graph
-
-    graph = build_step_graph(decl, actions)
+def _runbook(decl: ast.Runbook, context: Context) -> ir.Runbook:
+    graph = context.step_graph(decl)
     dependencies = graph.dependencies
     fields: dict[str, Any] = {}
     for prop in _props(decl.items):

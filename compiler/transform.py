@@ -1,20 +1,19 @@
-"""Turn lark's parse callbacks into AST nodes with spans.
+"""Turn the parser's reductions into AST nodes with spans.
 
-The transformer runs inside the LALR parser (no intermediate parse tree), so
+The callbacks run inside the LALR parser (no intermediate parse tree), so
 each method receives already-built children. Methods share their grammar
 rule's name; property rules without a method become `ast.Property`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
-from typing import Any
-
-from lark import Transformer, Tree, v_args
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from compiler import ast
-from compiler.lexer import Tok
+from compiler.lexer import Tok, new_span
 from compiler.span import Span
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
@@ -22,6 +21,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+# The letters, digits and underscores of a keyword. `\w` matches what `str.isalnum()` accepts, and `_`.
+_WORD = re.compile(r"\w*")
 
 # Property rules whose keyword is more than the first word of the source text.
 MAX_NESTING = 64
@@ -29,6 +30,7 @@ MAX_NESTING = 64
 _KEY_OVERRIDES = {
     "src_auth_bearer": "auth bearer",
     "src_auth_hmac": "auth hmac",
+    "src_auth_none": "auth none",
     "src_resolved_when": "resolved when",
 }
 _PROPERTY_PREFIXES = (
@@ -90,7 +92,7 @@ def unescape(body: str) -> str:
 
 
 # Tokens that carry a value; keywords and punctuation are dropped before a
-# method receives its children. lark keeps them only so that spans are exact.
+# method receives its children. The tables keep them only so that spans are exact.
 _VALUE_TOKENS = frozenset(
     {
         "IDENT",
@@ -114,8 +116,7 @@ _VALUE_TOKENS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class Block:
+class Block(NamedTuple):
     """The items between braces, with the span of the braces."""
 
     items: list[Any]
@@ -139,31 +140,60 @@ def _edge(children: list[Any], last: bool) -> Any:
 
 
 def _span_of(children: list[Any], path: str) -> Span | None:
-    first = _edge(children, last=False)
-    if first is None:
-        return None
-    last = _edge(children, last=True)
-    return Span(path, first.start, last.end, first.line, first.column, last.end_line, last.end_column)
-
-
-def _with_span(method: Any, _rule: str, children: list[Any], _meta: Any) -> Any:
-    span = _span_of(children, method.base_func.__self__.file_path)
-    kept = [child for child in children if not (type(child) is Tok and child.type not in _VALUE_TOKENS)]
-    return method(kept, span)
+    # Most rules start and end with a token, so the search for an edge is skipped.
+    first = children[0] if children else None
+    if type(first) is not Tok:
+        first = _edge(children, last=False)
+        if first is None:
+            return None
+    last = children[-1]
+    if type(last) is not Tok:
+        last = _edge(children, last=True)
+    return new_span((path, first.start, last.end, first.line, first.column, last.end_line, last.end_column))
 
 
 Meta = Span
 
 
-@v_args(wrapper=_with_span)
-class ToAst(Transformer):
+def _inline(children: list[Any]) -> list[Any]:
+    """Return the children of a helper rule as they are; the parent rule splices them in."""
+    return children
+
+
+class ToAst:
     """Build AST nodes for one file; `file_path` and `text` are set before each parse."""
 
     def __init__(self) -> None:
-        super().__init__(visit_tokens=False)
         self.file_path = "<input>"
         self.text = ""
         self.reset()
+
+    def callback(self, rule: str, *, one_child: bool = False) -> Callable[[list[Any]], Any]:
+        """Return the function that turns the children of `rule` into its node.
+
+        A rule with a method of its name gets the span of all its children,
+        and only the tokens that carry a value. Helper rules (`_name`) return
+        their children for the parent to splice in, and other rules become
+        properties. `one_child` promises that the rule always has exactly one
+        child, which lets names and strings skip the general search for edges.
+        """
+        method = getattr(self, rule, None)
+        if method is None:
+            return _inline if rule.startswith("_") else functools.partial(self._default, rule)
+
+        def build(children: list[Any]) -> Any:
+            span = _span_of(children, self.file_path)
+            value_children = [child for child in children if not (type(child) is Tok and child.type not in _VALUE_TOKENS)]
+            return method(value_children, span)
+
+        def build_from_token(children: list[Any]) -> Any:
+            token = children[0]
+            if type(token) is not Tok:
+                return build(children)
+            span = new_span((self.file_path, token.start, token.end, token.line, token.column, token.end_line, token.end_column))
+            return method(children if token.type in _VALUE_TOKENS else [], span)
+
+        return build_from_token if one_child else build
 
     def reset(self) -> None:
         """Forget the nesting depths of the previous file."""
@@ -174,23 +204,23 @@ class ToAst(Transformer):
         self.bad_escape: tuple[str, Span] | None = None
 
     def _nest(self, node: Any, children: list[Any], what: str) -> Any:
-        depth = 1 + max((self.depths.get(id(child), 0) for child in children), default=0)
-        self.depths[id(node)] = depth
+        depths = self.depths
+        deepest = 0
+        for child in children:
+            deepest = max(deepest, depths.get(id(child), 0))
+        depth = depths[id(node)] = deepest + 1
         if depth > MAX_NESTING and self.too_deep is None:
             self.too_deep = (what, node.span)
         return node
 
     # ------------------------------------------------------------ helpers
 
-    def _span(self, meta: Span | Tok) -> Span:
-        return meta.span(self.file_path) if type(meta) is Tok else meta
+    def _span(self, item: Span | Tok) -> Span:
+        return item.span(self.file_path) if type(item) is Tok else item
 
     def _keyword_span(self, span: Span) -> Span:
-        text = self.text
-        end = span.start
-        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
-            end += 1
-        return Span(self.file_path, span.start, end, span.line, span.column, span.line, span.column + end - span.start)
+        end = _WORD.match(self.text, span.start).end()
+        return new_span((self.file_path, span.start, end, span.line, span.column, span.line, span.column + end - span.start))
 
     def _node(self, child: Any) -> Any:
         """Convert a leftover token into a node; keep nodes and `None` as they are."""
@@ -214,12 +244,9 @@ class ToAst(Transformer):
     def _property(self, rule: str, children: list[Any], meta: Meta) -> ast.Property:
         key_span = self._keyword_span(meta)
         key = _KEY_OVERRIDES.get(rule) or self.text[key_span.start : key_span.end]
-        return ast.Property(span=self._span(meta), key=key, key_span=key_span, args=self._args(children))
+        return ast.Property(span=meta, key=key, key_span=key_span, args=self._args(children))
 
-    def __default__(self, data: str, children: list[Any], _meta: Any) -> Any:
-        if data.startswith("_"):
-            # lark's helper rules for repetition; the parent rule inlines their children.
-            return Tree(data, children)
+    def _default(self, data: str, children: list[Any]) -> Any:
         meta = _span_of(children, self.file_path)
         children = [child for child in children if not (type(child) is Tok and child.type not in _VALUE_TOKENS)]
         if data in _TIMING or (data.startswith(_PROPERTY_PREFIXES) and data not in _NOT_PROPERTIES):
@@ -229,7 +256,7 @@ class ToAst(Transformer):
     # ------------------------------------------------------------ values
 
     def name(self, children: list[Tok], meta: Meta) -> ast.Name:
-        return ast.Name(span=self._span(meta), value=children[0].value)
+        return ast.Name(span=meta, value=children[0].value)
 
     def string(self, children: list[Tok], meta: Meta) -> ast.Str:
         token = children[0]
@@ -239,18 +266,18 @@ class ToAst(Transformer):
             value = unescape(body)
         except BadEscape as error:
             if self.bad_escape is None:
-                self.bad_escape = (str(error), self._span(meta))
+                self.bad_escape = (str(error), meta)
             value = body
-        return ast.Str(span=self._span(meta), value=value, block=block)
+        return ast.Str(span=meta, value=value, block=block)
 
     def single_quoted(self, children: list[Tok], meta: Meta) -> ast.Str:
-        return ast.Str(span=self._span(meta), value=children[0].value[1:-1], single_quoted=True)
+        return ast.Str(span=meta, value=children[0].value[1:-1], single_quoted=True)
 
     def secret(self, children: list[Any], meta: Meta) -> ast.Secret:
-        return ast.Secret(span=self._span(meta), name=children[0])
+        return ast.Secret(span=meta, name=children[0])
 
     def boolean(self, children: list[Tok], meta: Meta) -> ast.Bool:
-        return ast.Bool(span=self._span(meta), value=children[0].type == "TRUE")
+        return ast.Bool(span=meta, value=children[0].type == "TRUE")
 
     def int_lit(self, children: list[Tok], meta: Meta) -> ast.Int:
         return self._node(children[0])
@@ -258,7 +285,7 @@ class ToAst(Transformer):
     number_lit = duration_lit = percent_lit = int_lit
 
     def name_list(self, children: list[Any], meta: Meta) -> ast.NameList:
-        return ast.NameList(span=self._span(meta), items=[item for item in children if item is not None])
+        return ast.NameList(span=meta, items=[item for item in children if item is not None])
 
     after_list = name_list
 
@@ -266,11 +293,11 @@ class ToAst(Transformer):
         return ast.IntList(span=meta, items=[self._node(item) for item in children if item is not None])
 
     def string_list(self, children: list[Any], meta: Meta) -> ast.StrList:
-        return ast.StrList(span=self._span(meta), items=[item for item in children if item is not None])
+        return ast.StrList(span=meta, items=[item for item in children if item is not None])
 
     def label_list(self, children: list[Any], meta: Meta) -> ast.LabelList:
         items = [self._label_name(item) for item in children if item is not None]
-        return ast.LabelList(span=self._span(meta), items=items)
+        return ast.LabelList(span=meta, items=items)
 
     def _label_name(self, item: ast.Name | ast.Str) -> ast.LabelName:
         return ast.LabelName(span=item.span, value=item.value, quoted=isinstance(item, ast.Str))
@@ -278,19 +305,15 @@ class ToAst(Transformer):
     # ------------------------------------------------------------ expressions
 
     def path(self, children: list[Any], meta: Meta) -> ast.Path:
-        return ast.Path(
-            span=self._span(meta), parts=[item.value for item in children], part_spans=[item.span for item in children]
-        )
+        return ast.Path(span=meta, parts=[item.value for item in children], part_spans=[item.span for item in children])
 
     def list_expr(self, children: list[Any], meta: Meta) -> ast.ListExpr:
         items = [self._node(item) for item in children if item is not None]
-        return self._nest(ast.ListExpr(span=self._span(meta), items=items), items, "expression")
+        return self._nest(ast.ListExpr(span=meta, items=items), items, "expression")
 
     def compare(self, children: list[Any], meta: Meta) -> ast.Compare:
         left, op, right = children
-        return ast.Compare(
-            span=self._span(meta), op=op.value, op_span=self._span(op), left=self._node(left), right=self._node(right)
-        )
+        return ast.Compare(span=meta, op=op.value, op_span=self._span(op), left=self._node(left), right=self._node(right))
 
     def _membership(self, children: list[Any], meta: Meta, op: str) -> ast.Compare:
         left, right = self._node(children[0]), self._node(children[-1])
@@ -303,7 +326,7 @@ class ToAst(Transformer):
             right.span.line,
             right.span.column,
         )
-        node = ast.Compare(span=self._span(meta), op=op, op_span=op_span, left=left, right=right)
+        node = ast.Compare(span=meta, op=op, op_span=op_span, left=left, right=right)
         return self._nest(node, [left, right], "expression")
 
     def in_(self, children: list[Any], meta: Meta) -> ast.Compare:
@@ -321,7 +344,7 @@ class ToAst(Transformer):
                 items.extend(node.items)
             else:
                 items.append(node)
-        return self._nest(ast.BoolOp(span=self._span(meta), op=op, items=items), items, "expression")
+        return self._nest(ast.BoolOp(span=meta, op=op, items=items), items, "expression")
 
     def or_(self, children: list[Any], meta: Meta) -> ast.BoolOp:
         return self._bool_op("or", children, meta)
@@ -331,7 +354,7 @@ class ToAst(Transformer):
 
     def not_(self, children: list[Any], meta: Meta) -> ast.Not:
         item = self._node(children[0])
-        return self._nest(ast.Not(span=self._span(meta), item=item), [item], "expression")
+        return self._nest(ast.Not(span=meta, item=item), [item], "expression")
 
     # ------------------------------------------------------------ optional parts led by a keyword
 
@@ -358,40 +381,40 @@ class ToAst(Transformer):
     # ------------------------------------------------------------ settings and people
 
     def settings(self, children: list[Any], meta: Meta) -> ast.Settings:
-        return ast.Settings(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+        return ast.Settings(span=meta, keyword_span=self._keyword_span(meta), items=children)
 
     def defaults(self, children: list[Any], meta: Meta) -> ast.Defaults:
-        return ast.Defaults(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+        return ast.Defaults(span=meta, keyword_span=self._keyword_span(meta), items=children)
 
     def use(self, children: list[Any], meta: Meta) -> ast.Use:
         return ast.Use(span=meta, keyword_span=self._keyword_span(meta), what=children[0], names=children[1])
 
     def environment(self, children: list[Any], meta: Meta) -> ast.Environment:
-        return ast.Environment(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], decls=children[1:])
+        return ast.Environment(span=meta, keyword_span=self._keyword_span(meta), name=children[0], decls=children[1:])
 
     def team(self, children: list[Any], meta: Meta) -> ast.Team:
-        return ast.Team(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
+        return ast.Team(span=meta, keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
 
     def receiver(self, children: list[Any], meta: Meta) -> ast.Receiver:
-        return ast.Receiver(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], channels=children[1:])
+        return ast.Receiver(span=meta, keyword_span=self._keyword_span(meta), name=children[0], channels=children[1:])
 
     def channel(self, children: list[Any], meta: Meta) -> ast.Channel:
         kind, target, *options = children
-        return ast.Channel(span=self._span(meta), kind=kind.value, kind_span=kind.span, target=target, options=options)
+        return ast.Channel(span=meta, kind=kind.value, kind_span=kind.span, target=target, options=options)
 
     def channel_kind(self, children: list[Tok], meta: Meta) -> ast.Name:
         return ast.Name(span=meta, value=self.text[meta.start : meta.end])
 
     def service(self, children: list[Any], meta: Meta) -> ast.Service:
-        return ast.Service(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
+        return ast.Service(span=meta, keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
 
     def svc_match(self, children: list[Any], meta: Meta) -> ast.Property:
-        return ast.Property(span=self._span(meta), key="match", key_span=self._keyword_span(meta), args=children[0])
+        return ast.Property(span=meta, key="match", key_span=self._keyword_span(meta), args=children[0])
 
     # ------------------------------------------------------------ routing
 
     def route_root(self, children: list[Any], meta: Meta) -> ast.RouteDecl:
-        span = self._span(meta)
+        span = meta
         root = self._route_from_items(span, children, is_root=True)
         root.has_block = True
         return ast.RouteDecl(span=span, keyword_span=self._keyword_span(meta), root=root)
@@ -417,7 +440,7 @@ class ToAst(Transformer):
     def _child_route(
         self, meta: Meta, matchers: list[ast.Matcher], receiver: ast.Name | None, block: list[Any] | None
     ) -> ast.Route:
-        route = self._route_from_items(self._span(meta), block.items if block else [])
+        route = self._route_from_items(meta, block.items if block else [])
         route.matchers = matchers
         route.has_block = block is not None
         if receiver is not None:
@@ -429,13 +452,11 @@ class ToAst(Transformer):
 
     def matcher(self, children: list[Any], meta: Meta) -> ast.Matcher:
         label, op, value = children
-        return ast.Matcher(span=self._span(meta), label=self._label_name(label), op=op.value, op_span=self._span(op), value=value)
+        return ast.Matcher(span=meta, label=self._label_name(label), op=op.value, op_span=self._span(op), value=value)
 
     def inhibit(self, children: list[Any], meta: Meta) -> ast.Inhibit:
         source, target, equal = children
-        return ast.Inhibit(
-            span=self._span(meta), keyword_span=self._keyword_span(meta), source=source, target=target, equal=equal
-        )
+        return ast.Inhibit(span=meta, keyword_span=self._keyword_span(meta), source=source, target=target, equal=equal)
 
     def time_interval(self, children: list[Any], meta: Meta) -> ast.TimeInterval:
         name, *items = children
@@ -444,10 +465,10 @@ class ToAst(Transformer):
         if loose:
             first, last = loose[0].span, loose[-1].span
             periods.insert(0, ast.Period(span=first.to(last), items=loose, explicit=False))
-        return ast.TimeInterval(span=self._span(meta), keyword_span=self._keyword_span(meta), name=name, periods=periods)
+        return ast.TimeInterval(span=meta, keyword_span=self._keyword_span(meta), name=name, periods=periods)
 
     def period(self, children: list[Any], meta: Meta) -> ast.Period:
-        return ast.Period(span=self._span(meta), items=children)
+        return ast.Period(span=meta, items=children)
 
     def period_field(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
@@ -456,28 +477,26 @@ class ToAst(Transformer):
 
     def severity(self, children: list[Any], meta: Meta) -> ast.SeverityDecl:
         *rules, fallback = children
-        return ast.SeverityDecl(span=self._span(meta), keyword_span=self._keyword_span(meta), rules=rules, fallback=fallback)
+        return ast.SeverityDecl(span=meta, keyword_span=self._keyword_span(meta), rules=rules, fallback=fallback)
 
     def severity_rule(self, children: list[Any], meta: Meta) -> ast.SeverityRule:
-        return ast.SeverityRule(span=self._span(meta), level=children[0], condition=self._node(children[1]))
+        return ast.SeverityRule(span=meta, level=children[0], condition=self._node(children[1]))
 
     def else_level(self, children: list[Any], meta: Meta) -> ast.SeverityElse:
-        return ast.SeverityElse(span=self._span(meta), level=children[0], classify=False, options=[])
+        return ast.SeverityElse(span=meta, level=children[0], classify=False, options=[])
 
     def else_classify(self, children: list[Any], meta: Meta) -> ast.SeverityElse:
-        return ast.SeverityElse(span=self._span(meta), level=None, classify=True, options=children)
+        return ast.SeverityElse(span=meta, level=None, classify=True, options=children)
 
     def classify_option(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
 
     def dedup(self, children: list[Any], meta: Meta) -> ast.Grouping:
-        return ast.Grouping(
-            span=self._span(meta), keyword_span=self._keyword_span(meta), kind="dedup", name=children[0], items=children[1:]
-        )
+        return ast.Grouping(span=meta, keyword_span=self._keyword_span(meta), kind="dedup", name=children[0], items=children[1:])
 
     def correlate(self, children: list[Any], meta: Meta) -> ast.Grouping:
         return ast.Grouping(
-            span=self._span(meta), keyword_span=self._keyword_span(meta), kind="correlate", name=children[0], items=children[1:]
+            span=meta, keyword_span=self._keyword_span(meta), kind="correlate", name=children[0], items=children[1:]
         )
 
     def dedup_item(self, children: list[Any], meta: Meta) -> Any:
@@ -488,44 +507,42 @@ class ToAst(Transformer):
     # ------------------------------------------------------------ integrations
 
     def pagerduty(self, children: list[Any], meta: Meta) -> ast.PagerDuty:
-        return ast.PagerDuty(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+        return ast.PagerDuty(span=meta, keyword_span=self._keyword_span(meta), items=children)
 
     def pd_priority(self, children: list[Any], meta: Meta) -> ast.Property:
         return self._property("pd_priority", children, meta)
 
     def pd_rule(self, children: list[Any], meta: Meta) -> ast.PagerDutyRule:
-        return ast.PagerDutyRule(span=self._span(meta), title=children[0], items=children[1:])
+        return ast.PagerDutyRule(span=meta, title=children[0], items=children[1:])
 
     def pd_rule_item(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
 
     def slack(self, children: list[Any], meta: Meta) -> ast.Slack:
-        return ast.Slack(span=self._span(meta), keyword_span=self._keyword_span(meta), items=children)
+        return ast.Slack(span=meta, keyword_span=self._keyword_span(meta), items=children)
 
     def slack_item(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
 
     def escalation(self, children: list[Any], meta: Meta) -> ast.Escalation:
-        return ast.Escalation(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
+        return ast.Escalation(span=meta, keyword_span=self._keyword_span(meta), name=children[0], items=children[1:])
 
     def escalation_step(self, children: list[Any], meta: Meta) -> ast.EscalationStep:
         delay, state, action = children
         return ast.EscalationStep(
-            span=self._span(meta), delay=self._node(delay), state=state.value, state_span=self._span(state), action=action
+            span=meta, delay=self._node(delay), state=state.value, state_span=self._span(state), action=action
         )
 
     def esc_action(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
 
     def esc_for_severity(self, children: list[Any], meta: Meta) -> ast.EscalationSeverityBlock:
-        return ast.EscalationSeverityBlock(span=self._span(meta), levels=children[0], steps=children[1:])
+        return ast.EscalationSeverityBlock(span=meta, levels=children[0], steps=children[1:])
 
     def source(self, children: list[Any], meta: Meta) -> ast.Source:
         items = [item for item in children[1:] if isinstance(item, ast.Property)]
         mappings = [mapping for item in children[1:] if isinstance(item, list) for mapping in item]
-        return ast.Source(
-            span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], items=items, mappings=mappings
-        )
+        return ast.Source(span=meta, keyword_span=self._keyword_span(meta), name=children[0], items=items, mappings=mappings)
 
     def source_item(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
@@ -537,7 +554,7 @@ class ToAst(Transformer):
         return children[0]
 
     def field_mapping(self, children: list[Any], meta: Meta) -> ast.FieldMapping:
-        return ast.FieldMapping(span=self._span(meta), target=children[0], value=self._node(children[-1]))
+        return ast.FieldMapping(span=meta, target=children[0], value=self._node(children[-1]))
 
     # ------------------------------------------------------------ actions and runbooks
 
@@ -545,22 +562,22 @@ class ToAst(Transformer):
         name, *rest = children
         params = [item for item in rest if isinstance(item, ast.Param)]
         items = [item for item in rest if item is not None and not isinstance(item, ast.Param)]
-        return ast.Action(span=self._span(meta), keyword_span=self._keyword_span(meta), name=name, params=params, items=items)
+        return ast.Action(span=meta, keyword_span=self._keyword_span(meta), name=name, params=params, items=items)
 
     def param(self, children: list[Any], meta: Meta) -> ast.Param:
         name, type_name, _equal, default, pattern = children
-        return ast.Param(span=self._span(meta), name=name, type=type_name, default=self._node(default), pattern=pattern)
+        return ast.Param(span=meta, name=name, type=type_name, default=self._node(default), pattern=pattern)
 
     def runbook(self, children: list[Any], meta: Meta) -> ast.Runbook:
         name, title, *items = children
-        return ast.Runbook(span=self._span(meta), keyword_span=self._keyword_span(meta), name=name, title=title, items=items)
+        return ast.Runbook(span=meta, keyword_span=self._keyword_span(meta), name=name, title=title, items=items)
 
     def parallel(self, children: list[Any], meta: Meta) -> ast.Parallel:
-        return ast.Parallel(span=self._span(meta), steps=children)
+        return ast.Parallel(span=meta, steps=children)
 
     def step(self, children: list[Any], meta: Meta) -> ast.Step:
         name, after, *items = children
-        return ast.Step(span=self._span(meta), name=name, after=after, items=items)
+        return ast.Step(span=meta, name=name, after=after, items=items)
 
     def step_attr(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
@@ -569,7 +586,7 @@ class ToAst(Transformer):
         args = self._args(children)
         options = [item for item in args if isinstance(item, ast.Property)]
         args = [item for item in args if not isinstance(item, ast.Property)]
-        return ast.StepKind(span=self._span(meta), kind=kind, kind_span=self._keyword_span(meta), args=args, options=options)
+        return ast.StepKind(span=meta, kind=kind, kind_span=self._keyword_span(meta), args=args, options=options)
 
     def sk_run(self, children: list[Any], meta: Meta) -> ast.StepKind:
         return self._step_kind("run", children, meta)
@@ -607,37 +624,37 @@ class ToAst(Transformer):
             item if isinstance(item, ast.CallArg) else ast.CallArg(span=item.span, name=None, value=self._node(item))
             for item in children[1:]
         ]
-        return ast.ActionCall(span=self._span(meta), action=children[0], args=args)
+        return ast.ActionCall(span=meta, action=children[0], args=args)
 
     def call_arg(self, children: list[Any], meta: Meta) -> ast.CallArg:
-        return ast.CallArg(span=self._span(meta), name=None, value=self._node(children[0]))
+        return ast.CallArg(span=meta, name=None, value=self._node(children[0]))
 
     def call_word(self, children: list[Any], meta: Meta) -> ast.CallArg:
-        return ast.CallArg(span=self._span(meta), name=None, value=children[0])
+        return ast.CallArg(span=meta, name=None, value=children[0])
 
     def call_named(self, children: list[Any], meta: Meta) -> ast.CallArg:
-        return ast.CallArg(span=self._span(meta), name=children[0], value=self._node(children[-1]))
+        return ast.CallArg(span=meta, name=children[0], value=self._node(children[-1]))
 
     # ------------------------------------------------------------ templates and tests
 
     def template(self, children: list[Any], meta: Meta) -> ast.Template:
-        return ast.Template(span=self._span(meta), keyword_span=self._keyword_span(meta), name=children[0], locales=children[1:])
+        return ast.Template(span=meta, keyword_span=self._keyword_span(meta), name=children[0], locales=children[1:])
 
     def template_locale(self, children: list[Any], meta: Meta) -> ast.TemplateLocale:
-        return ast.TemplateLocale(span=self._span(meta), locale=children[0], fields=children[1:])
+        return ast.TemplateLocale(span=meta, locale=children[0], fields=children[1:])
 
     def template_field(self, children: list[Any], meta: Meta) -> ast.TemplateField:
-        return ast.TemplateField(span=self._span(meta), name=children[0], value=children[1])
+        return ast.TemplateField(span=meta, name=children[0], value=children[1])
 
     def test(self, children: list[Any], meta: Meta) -> ast.Test:
-        return ast.Test(span=self._span(meta), keyword_span=self._keyword_span(meta), title=children[0], items=children[1:])
+        return ast.Test(span=meta, keyword_span=self._keyword_span(meta), title=children[0], items=children[1:])
 
     def label_pair(self, children: list[Any], meta: Meta) -> ast.LabelPair:
-        return ast.LabelPair(span=self._span(meta), name=self._label_name(children[0]), value=children[-1])
+        return ast.LabelPair(span=meta, name=self._label_name(children[0]), value=children[-1])
 
     def _test_pairs(self, key: str, children: list[Any], meta: Meta) -> ast.TestItem:
         pairs = [item for item in children if item is not None]
-        return ast.TestItem(span=self._span(meta), key=key, key_span=self._keyword_span(meta), pairs=pairs)
+        return ast.TestItem(span=meta, key=key, key_span=self._keyword_span(meta), pairs=pairs)
 
     def test_alert(self, children: list[Any], meta: Meta) -> ast.TestItem:
         return self._test_pairs("alert", children, meta)
@@ -649,13 +666,13 @@ class ToAst(Transformer):
         return self._test_pairs("also_firing", children, meta)
 
     def test_at(self, children: list[Any], meta: Meta) -> ast.TestItem:
-        return ast.TestItem(span=self._span(meta), key="at", key_span=self._keyword_span(meta), args=children)
+        return ast.TestItem(span=meta, key="at", key_span=self._keyword_span(meta), args=children)
 
     def expectation(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
 
     def _expect(self, key: str, children: list[Any], meta: Meta) -> ast.TestItem:
-        return ast.TestItem(span=self._span(meta), key=key, key_span=self._keyword_span(meta), args=self._args(children))
+        return ast.TestItem(span=meta, key=key, key_span=self._keyword_span(meta), args=self._args(children))
 
     def expect_receivers(self, children: list[Any], meta: Meta) -> ast.TestItem:
         return self._expect("expect receivers", children, meta)

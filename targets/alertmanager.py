@@ -55,7 +55,8 @@ def render(ruleset: ir.Ruleset) -> str:
     document: dict[str, Any] = {"global": _global(ruleset.settings)}
     document["route"] = _route(ruleset.route, version, parent=None)
     details = pagerduty_details(ruleset)
-    document["receivers"] = [_receiver(receiver, ruleset.settings, version, details) for receiver in ruleset.receivers]
+    hook = daemon_hook(ruleset)
+    document["receivers"] = [_receiver(receiver, ruleset.settings, version, details, hook) for receiver in ruleset.receivers]
     if ruleset.inhibit_rules:
         document["inhibit_rules"] = [_inhibit(rule, version) for rule in ruleset.inhibit_rules]
     if ruleset.time_intervals:
@@ -218,7 +219,27 @@ def _label_paths(expr: ir.Expr) -> set[str]:
     return set().union(*(_label_paths(item) for item in nested))
 
 
-def _receiver(receiver: ir.Receiver, settings: ir.Settings, version: Version, details: dict[str, str]) -> dict[str, Any]:
+def daemon_hook(ruleset: ir.Ruleset) -> dict[str, Any] | None:
+    """Return the webhook config through which Alertmanager delivers to the irules daemon, or None without `daemon_url`.
+
+    When the rules give `source alertmanager` a bearer token, Alertmanager sends it from
+    the token's file in the secrets folder. Alertmanager cannot compute an HMAC, so an
+    `auth hmac` on that source is left to the checker to report.
+    """
+    settings = ruleset.settings
+    if not settings.daemon_url:
+        return None
+    hook: dict[str, Any] = {"url": settings.daemon_url.rstrip("/") + DAEMON_HOOK_PATH, "send_resolved": True}
+    source = next((source for source in ruleset.sources if source.name == "alertmanager"), None)
+    bearer = next((auth for auth in source.auth if auth.kind == "bearer"), None) if source else None
+    if bearer is not None and bearer.secret is not None:
+        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": _secret_file(settings, bearer.secret)}}
+    return hook
+
+
+def _receiver(
+    receiver: ir.Receiver, settings: ir.Settings, version: Version, details: dict[str, str], hook: dict[str, Any] | None
+) -> dict[str, Any]:
     section: dict[str, Any] = {"name": receiver.name}
     configs: dict[str, list[dict[str, Any]]] = {}
     for channel in receiver.channels:
@@ -230,9 +251,8 @@ def _receiver(receiver: ir.Receiver, settings: ir.Settings, version: Version, de
         if kind == "pagerduty_configs" and details:
             config["details"] = dict(details)
         configs.setdefault(kind, []).append(config)
-    if settings.daemon_url:
-        hook = {"url": settings.daemon_url.rstrip("/") + DAEMON_HOOK_PATH, "send_resolved": True}
-        configs.setdefault("webhook_configs", []).append(hook)
+    if hook is not None:
+        configs.setdefault("webhook_configs", []).append(dict(hook))
     for kind in sorted(configs):
         section[kind] = configs[kind]
     return section

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from compiler import ast, expr
+from compiler import ast, expr, ir
 from compiler.checks.context import Context
 from compiler.codes import Code
 from compiler.stepgraph import written_steps
@@ -111,6 +111,15 @@ CODES = {
         "`alert.starts_at`, `labels.NAME` or `annotations.NAME`, or `labels` or\n"
         "`annotations` as a whole to take a JSON object of strings.",
     ),
+    "IR0715": Code(
+        "invalid setting for a built-in source",
+        "The built-in sources `alertmanager`, `cloudwatch`, `azure` and `grafana` read\n"
+        "their vendor's payload themselves, so a `source` block with one of these names\n"
+        "only sets how requests authenticate (`auth`) and, for `cloudwatch`, which SNS\n"
+        "topics may have their subscriptions confirmed (`confirm_subscriptions`). A `map`\n"
+        "or `resolved when` belongs to a custom source with a name of its own, and\n"
+        "`auth none` cannot be combined with another `auth`.",
+    ),
 }
 
 
@@ -147,11 +156,62 @@ def check_source_mappings(context: Context) -> None:
     for decl in context.project.decls:
         if not isinstance(decl, ast.Source):
             continue
+        _check_source_settings(context, decl)
         for prop in _props(decl.items, "resolved when"):
             expr.check_condition(prop.args[0], expr.SOURCE_SCOPE, context.sink)
         for mapping in decl.mappings:
             _check_mapping_target(context, mapping.target)
             expr.check_expr(mapping.value, expr.SOURCE_SCOPE, context.sink)
+
+
+def _check_source_settings(context: Context, decl: ast.Source) -> None:
+    name = decl.name.value
+    builtin = name in ir.BUILTIN_SOURCES
+    auth = [prop for prop in decl.items if isinstance(prop, ast.Property) and prop.key.startswith("auth ")]
+    if any(prop.key == "auth none" for prop in auth) and len(auth) > 1:
+        none = next(prop for prop in auth if prop.key == "auth none")
+        context.sink.error(
+            "IR0715",
+            f"source `{name}` has `auth none` and another `auth`",
+            none.key_span,
+            label="`auth none` accepts every request",
+            help="remove `auth none` to require the other method, or remove the other methods",
+        )
+    for prop in decl.items:
+        if not isinstance(prop, ast.Property):
+            continue
+        if prop.key == "auth hmac" and name == "alertmanager":
+            context.sink.error(
+                "IR0715",
+                "Alertmanager cannot sign its webhooks with an HMAC",
+                prop.key_span,
+                label="Alertmanager would be rejected",
+                help='use `auth bearer secret("...")`; the compiled alertmanager.yml then sends the token',
+            )
+        elif prop.key == "confirm_subscriptions" and name != "cloudwatch":
+            context.sink.error(
+                "IR0715",
+                f"`confirm_subscriptions` in source `{name}`",
+                prop.key_span,
+                label="only SNS subscriptions can be confirmed",
+                help="move it into `source cloudwatch { ... }`",
+            )
+        elif builtin and prop.key in ("path", "resolved when"):
+            context.sink.error(
+                "IR0715",
+                f"built-in source `{name}` cannot set `{prop.key}`",
+                prop.key_span,
+                label=f"`{name}` payloads are read by irules itself",
+                help="give a custom source a name of its own, such as `source my-sender { ... }`",
+            )
+    if builtin and decl.mappings:
+        context.sink.error(
+            "IR0715",
+            f"built-in source `{name}` cannot have a `map`",
+            decl.mappings[0].span,
+            label=f"`{name}` payloads are read by irules itself",
+            help="give a custom source a name of its own, such as `source my-sender { ... }`",
+        )
 
 
 _MAPPED_WHOLE = ("labels", "annotations")

@@ -128,6 +128,13 @@ CODES = {
         "`_`, starting with a letter. They name a file in `secrets_dir` and an environment\n"
         "variable of the daemon, so both must be able to hold them.",
     ),
+    "IR0326": Code(
+        "invalid incident id format",
+        "`incident_id_format` builds incident ids from `{number}`, the incident's running\n"
+        "number, and optionally `{year}`, the year it opened; numbers restart each year\n"
+        "when the format has `{year}`. A format spec pads the number:\n"
+        '`"INC-{year}-{number:04d}"` gives `INC-2026-0042`. Other placeholders are unknown.',
+    ),
     "IR0325": Code(
         "invalid SMTP setting",
         'The `smtp` setting takes the server as `host:port`, such as `"smtp.example.com:587"`,\n'
@@ -466,6 +473,8 @@ def check_settings(context: Context) -> None:
                     label="relative path",
                     help="write the full path, such as `/etc/alertmanager/secrets`",
                 )
+            elif prop.key == "incident_id_format":
+                _check_id_format(context, argument)
             elif prop.key == "locale" and argument.value not in LOCALES:
                 choices = ", ".join(f"`{name}`" for name in LOCALES)
                 context.sink.error(
@@ -659,3 +668,27 @@ CHECKS = [
     services.check_services,
     services.check_service_cycles,
 ]
+
+
+def _check_id_format(context: Context, argument: ast.Str) -> None:
+    import string
+
+    try:
+        names = [name for _text, name, _spec, _conversion in string.Formatter().parse(argument.value) if name is not None]
+        unknown = [name for name in names if name not in ("year", "number")]
+        if unknown:
+            problem = f"unknown placeholder `{{{unknown[0]}}}`; only `{{year}}` and `{{number}}` exist"
+        elif "number" not in names:
+            problem = "no `{number}` placeholder, so every incident would get the same id"
+        else:
+            argument.value.format(year=2026, number=42)
+            return
+    except (ValueError, IndexError) as error:
+        problem = f"not a valid format: {error}"
+    context.sink.error(
+        "IR0326",
+        f"invalid `incident_id_format`: {problem}",
+        argument.span,
+        label="cannot build incident ids from this",
+        help='write it like `"INC-{year}-{number:04d}"`',
+    )

@@ -230,13 +230,13 @@ def test_misspelt_severity_level_is_rejected():
 
 
 def test_unknown_incident_status_is_rejected():
-    found = only('incident.status == "closed"')
+    found = only('incident.status == "done"')
     assert found.code == "IR0709"
     assert "`resolved`" in found.help
 
 
 def test_incident_status_has_no_order():
-    found = only('incident.status > "triggered"')
+    found = only('incident.status > "detected"')
     assert found.code == "IR0704"
 
 
@@ -306,10 +306,10 @@ def test_list_item_of_another_type_is_rejected():
 
 
 def test_list_items_are_checked_against_choices():
-    text = 'incident.status in ["resolved", "closed"]'
+    text = 'incident.status in ["resolved", "finished"]'
     found = only(text)
     assert found.code == "IR0709"
-    assert found.span.column == column(text, '"closed"')
+    assert found.span.column == column(text, '"finished"')
 
 
 def test_substring_test_needs_a_string_on_the_left():
