@@ -1,0 +1,179 @@
+"""Backends of the incident commands: a local store (`--state`, `--database`) or a running daemon (`--daemon`).
+
+Both backends offer the same operations and return the same JSON shapes, so a
+command prints the same thing whichever it talks to.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from runtime import incidents as incident_ops
+
+
+class BackendError(Exception):
+    """An operation failed; the message is ready to print."""
+
+
+class Backend(Protocol):
+    def list(self, **filters: Any) -> list[dict[str, Any]]: ...
+    def show(self, reference: str) -> dict[str, Any]: ...
+    def create(self, title: str, severity: str | None, services: list[str], team: str | None, actor: str) -> dict[str, Any]: ...
+    def update(self, reference: str, change: incident_ops.Change, actor: str) -> dict[str, Any]: ...
+    def acknowledge(self, reference: str, actor: str) -> dict[str, Any]: ...
+    def dead_letters(self, source: str | None) -> list[dict[str, Any]]: ...
+    def replay(self, number: int) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class LocalBackend:
+    """Works on the store directly. Replays and new incidents need the rules, passed as `rules` and `environment`."""
+
+    def __init__(self, url: str, rules: Path | None = None, environment: str | None = None) -> None:
+        from runtime.store import Store
+
+        self.store = Store.open(url)
+        self._rules = rules
+        self._environment = environment
+        self._ruleset = None
+
+    def ruleset(self):
+        if self._ruleset is None:
+            if self._rules is None:
+                raise BackendError("this command needs the rules: pass --rules PATH (and --env ENV)")
+            from runtime.daemon.rules import RulesError, load_ruleset
+
+            try:
+                self._ruleset = load_ruleset(self._rules, self._environment)
+            except RulesError as error:
+                raise BackendError("the rules have errors:\n" + "\n".join(error.diagnostics)) from error
+        return self._ruleset
+
+    def _run(self, operation, *args, **kwargs):
+        try:
+            return operation(*args, **kwargs)
+        except incident_ops.IncidentError as error:
+            raise BackendError(str(error)) from error
+
+    def list(self, **filters: Any) -> list[dict[str, Any]]:
+        return incident_ops.list_incidents(self.store, **filters)
+
+    def show(self, reference: str) -> dict[str, Any]:
+        return self._run(incident_ops.show, self.store, reference)
+
+    def create(self, title: str, severity: str | None, services: list[str], team: str | None, actor: str) -> dict[str, Any]:
+        id_format = self.ruleset().settings.incident_id_format if self._rules else "INC-{year}-{number:04d}"
+        row = self._run(
+            incident_ops.create,
+            self.store,
+            id_format,
+            _now(),
+            title=title,
+            severity=severity,
+            services=services,
+            team=team,
+            actor=actor,
+        )
+        return incident_ops.to_json(row)
+
+    def update(self, reference: str, change: incident_ops.Change, actor: str) -> dict[str, Any]:
+        return incident_ops.to_json(self._run(incident_ops.update, self.store, reference, change, actor, _now()))
+
+    def acknowledge(self, reference: str, actor: str) -> dict[str, Any]:
+        return incident_ops.to_json(self._run(incident_ops.acknowledge, self.store, reference, actor, _now()))
+
+    def dead_letters(self, source: str | None) -> list[dict[str, Any]]:
+        from runtime import dead_letters
+
+        return dead_letters.list_dead_letters(self.store, source=source)
+
+    def replay(self, number: int) -> dict[str, Any]:
+        from runtime import dead_letters
+        from runtime.pipeline import Pipeline
+        from runtime.policy import Policy
+
+        ruleset = self.ruleset()
+        result = self._run(dead_letters.replay, self.store, ruleset, number, _now())
+        policy = Policy(ruleset)
+        Pipeline(self.store, lambda: policy).process_pending()
+        return result
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class RemoteBackend:
+    """Talks to a running daemon's HTTP API; sends IRULES_API_TOKEN as a bearer token when set."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise BackendError(f"cannot reach the daemon at {self.client.base_url}: {error}") from error
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"error": response.text.strip()}
+        if response.status_code >= 400:
+            raise BackendError(f"the daemon responded with HTTP {response.status_code}: {data.get('error', data)}")
+        return data
+
+    def list(self, **filters: Any) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": filters.get("limit", 100)}
+        for name in ("status", "severity"):
+            if filters.get(name):
+                params[name] = list(filters[name])
+        for name in ("team", "service"):
+            if filters.get(name):
+                params[name] = filters[name]
+        if filters.get("open_only"):
+            params["open"] = "true"
+        return self._call("GET", "/api/v1/incidents", params=params)["incidents"]
+
+    def show(self, reference: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/incidents/{reference}")
+
+    def create(self, title: str, severity: str | None, services: list[str], team: str | None, actor: str) -> dict[str, Any]:
+        body = {"title": title, "severity": severity, "services": services, "team": team, "actor": actor}
+        return self._call("POST", "/api/v1/incidents", json=body)
+
+    def update(self, reference: str, change: incident_ops.Change, actor: str) -> dict[str, Any]:
+        body = {
+            "status": change.status,
+            "assignee": change.assignee,
+            "severity": change.severity,
+            "note": change.note,
+            "actor": actor,
+        }
+        return self._call(
+            "PATCH", f"/api/v1/incidents/{reference}", json={key: value for key, value in body.items() if value is not None}
+        )
+
+    def acknowledge(self, reference: str, actor: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/incidents/{reference}/ack", json={"actor": actor})
+
+    def dead_letters(self, source: str | None) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/v1/dead-letters", params={"source": source} if source else {})["dead_letters"]
+
+    def replay(self, number: int) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/dead-letters/{number}/replay")
+
+    def post_hook(self, source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        return self._call("POST", f"/hooks/{source}", content=body, headers=headers)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,128 @@
+"""`irules daemon`: receive alerts, keep incidents, reload the rules on change."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runtime.commands.common import EXIT_USAGE, EnvOption, require_path
+
+RulesOption = Annotated[
+    Path, typer.Option("--rules", envvar="IRULES_RULES", help="Folder of .irules files, one file, or a compiled ruleset.json.")
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option("--state", envvar="IRULES_STATE", help="Folder of the embedded SQLite store (irules.db); created when missing."),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", envvar="IRULES_DATABASE", help="SQLAlchemy URL of the store, e.g. postgresql://user@host/db."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="daemon")(daemon_command)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{text!r} is not HOST:PORT, e.g. 127.0.0.1:8080", param_hint="--listen")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def daemon_command(
+    rules: RulesOption,
+    env: EnvOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    listen: Annotated[
+        str, typer.Option("--listen", envvar="IRULES_LISTEN", help="Address and port to serve HTTP on.")
+    ] = "127.0.0.1:8080",
+    secrets_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets-dir",
+            envvar="IRULES_SECRETS_DIR",
+            help="Folder with one file per secret; overrides the rules' secrets_dir.",
+        ),
+    ] = None,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            envvar="IRULES_ALLOW_UNAUTHENTICATED",
+            help="Accept webhooks for sources without a declared `auth` (for trials on loopback only).",
+        ),
+    ] = False,
+    no_watch: Annotated[bool, typer.Option("--no-watch", help="Load the rules once; do not reload when they change.")] = False,
+    durability: Annotated[
+        str,
+        typer.Option(
+            "--sqlite-sync",
+            envvar="IRULES_SQLITE_SYNC",
+            help="SQLite commit durability: normal (survives a crash) or full (survives power loss).",
+        ),
+    ] = "normal",
+    log_format: Annotated[
+        str, typer.Option("--log-format", envvar="IRULES_LOG_FORMAT", help="text or json (one JSON object per line).")
+    ] = "text",
+    log_level: Annotated[
+        str, typer.Option("--log-level", envvar="IRULES_LOG_LEVEL", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the incident daemon: webhooks in, incidents out, rules reloaded on every save.
+
+    Settings come from flags first, then IRULES_* environment variables, then the rules.
+    The API asks for `Authorization: Bearer <token>` when IRULES_API_TOKEN is set.
+    """
+    import os
+
+    import anyio
+
+    from runtime import logs
+    from runtime.daemon.service import Daemon, DaemonConfig
+    from runtime.store import StoreError, database_url
+
+    require_path(rules)
+    if log_format not in ("text", "json") or durability not in ("normal", "full"):
+        print("irules: --log-format takes text or json, and --sqlite-sync takes normal or full", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE)
+    if state is None and database is None:
+        state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "irules"
+    host, port = parse_listen(listen)
+    logs.configure(log_level, json_lines=log_format == "json")
+    try:
+        url = database_url(state, database)
+    except StoreError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from error
+    config = DaemonConfig(
+        rules=rules,
+        environment=env,
+        database_url=url,
+        host=host,
+        port=port,
+        secrets_dir=secrets_dir,
+        allow_unauthenticated=allow_unauthenticated,
+        api_token=os.environ.get("IRULES_API_TOKEN") or None,
+        watch=not no_watch,
+        durability=durability,
+    )
+    try:
+        anyio.run(Daemon(config).serve, backend_options=_event_loop_options())
+    except StoreError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from error
+
+
+def _event_loop_options() -> dict[str, bool]:
+    """Use uvloop, which uvicorn[standard] installs, for a faster event loop; plain asyncio without it."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

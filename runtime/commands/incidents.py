@@ -1,0 +1,447 @@
+"""Incident commands: handle, create, update, ack, resolve, incidents list|show, dead-letters, replay.
+
+Each works on a local store (`--state DIR` or `--database URL`) or through a
+running daemon (`--daemon URL`); each option is also read from IRULES_STATE,
+IRULES_DATABASE and IRULES_DAEMON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from runtime.commands.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvOption, OutputFormat
+
+StateOption = Annotated[Path | None, typer.Option("--state", envvar="IRULES_STATE", help="Folder of the embedded SQLite store.")]
+DatabaseOption = Annotated[str | None, typer.Option("--database", envvar="IRULES_DATABASE", help="SQLAlchemy URL of the store.")]
+DaemonOption = Annotated[
+    str | None, typer.Option("--daemon", envvar="IRULES_DAEMON", help="URL of a running daemon, e.g. http://127.0.0.1:8080.")
+]
+RulesOption = Annotated[
+    Path | None, typer.Option("--rules", envvar="IRULES_RULES", help="Folder of .irules files, one file, or a ruleset.json.")
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="A table or JSON.")]
+IncidentOption = Annotated[str, typer.Option("--incident-id", help="Incident id such as INC-2026-0042, or its number.")]
+ActorOption = Annotated[str | None, typer.Option("--as", envvar="IRULES_ACTOR", help="Who acts; defaults to the login name.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="handle")(handle_command)
+    app.command(name="create")(create_command)
+    app.command(name="update")(update_command)
+    app.command(name="ack")(ack_command)
+    app.command(name="resolve")(resolve_command)
+    app.command(name="replay")(replay_command)
+    group = typer.Typer(help="List and show incidents.", no_args_is_help=True)
+    group.command(name="list")(list_command)
+    group.command(name="show")(show_command)
+    app.add_typer(group, name="incidents")
+    letters = typer.Typer(help="Requests and events that did not become alerts.", no_args_is_help=True)
+    letters.command(name="list")(dead_letters_command)
+    app.add_typer(letters, name="dead-letters")
+
+
+# ---------------------------------------------------------------- backend choice
+
+
+def _backend(state: Path | None, database: str | None, daemon: str | None, rules: Path | None = None, env: str | None = None):
+    from runtime.client import BackendError, LocalBackend, RemoteBackend
+    from runtime.store import StoreError, database_url
+
+    chosen = [name for name, value in (("--state", state), ("--database", database), ("--daemon", daemon)) if value]
+    if len(chosen) != 1:
+        problem = "none was given" if not chosen else f"{' and '.join(chosen)} were given"
+        _fail(f"pass exactly one of --state DIR, --database URL or --daemon URL ({problem})", EXIT_USAGE)
+    if daemon:
+        return RemoteBackend(daemon, os.environ.get("IRULES_API_TOKEN"))
+    try:
+        return LocalBackend(database_url(state, database), rules, env)
+    except (StoreError, BackendError) as error:
+        _fail(str(error), EXIT_USAGE)
+
+
+def _fail(message: str, status: int = EXIT_PROBLEMS) -> None:
+    print(f"irules: {message}", file=sys.stderr)
+    raise typer.Exit(status)
+
+
+def _actor(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return os.getlogin()
+    except OSError:
+        return os.environ.get("USER", "cli")
+
+
+def _run(backend, operation, *args):
+    from runtime.client import BackendError
+
+    try:
+        return operation(*args)
+    except BackendError as error:
+        _fail(str(error))
+    finally:
+        backend.close()
+
+
+# ---------------------------------------------------------------- output
+
+
+def _print_incidents(rows: list[dict[str, Any]], output: OutputFormat) -> None:
+    if output is OutputFormat.JSON:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    header = ("ID", "STATUS", "SEVERITY", "TEAM", "ALERTS", "CREATED", "TITLE")
+    lines = [header] + [
+        (
+            row["id"],
+            row["status"],
+            row["severity"] or "-",
+            row["team"] or "-",
+            f"{row['firing_count']}/{row['alert_count']}",
+            (row["created_at"] or "")[:16].replace("T", " "),
+            row["title"],
+        )
+        for row in rows
+    ]
+    # Plain columns, never cut: ids and titles must stay whole to be copied.
+    widths = [max(len(line[index]) for line in lines) for index in range(len(header) - 1)]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
+
+
+def _print_incident(row: dict[str, Any], output: OutputFormat) -> None:
+    if output is OutputFormat.JSON:
+        print(json.dumps(row, indent=2, ensure_ascii=False))
+        return
+    print(f"{row['id']}  {row['title']}")
+    for name in (
+        "status",
+        "severity",
+        "team",
+        "assignee",
+        "acknowledged_by",
+        "created_at",
+        "acknowledged_at",
+        "resolved_at",
+        "closed_at",
+    ):
+        if row.get(name):
+            print(f"  {name.replace('_', ' ')}: {row[name]}")
+    if row.get("services"):
+        print(f"  services: {', '.join(row['services'])}")
+    if row.get("receivers"):
+        print(f"  receivers: {', '.join(row['receivers'])}")
+    if "alerts" in row:
+        print(f"  alerts ({len(row['alerts'])}):")
+        for alert in row["alerts"]:
+            labels = ", ".join(f"{name}={value}" for name, value in sorted(alert["labels"].items()))
+            print(f"    {alert['status']:<8} {alert['name']}  {{{labels}}}")
+    if "timeline" in row:
+        print("  timeline:")
+        for entry in row["timeline"]:
+            print(f"    {entry['at'][:19].replace('T', ' ')}  {entry['kind']:<22} {entry['actor']:<20} {entry['message']}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def handle_command(
+    alert_data: Annotated[Path, typer.Option("--alert-data", help="File with one webhook payload, as a sender would post it.")],
+    source: Annotated[str | None, typer.Option("--source", help="Source name; detected from the payload when left out.")] = None,
+    rules: RulesOption = None,
+    env: EnvOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    header: Annotated[
+        list[str], typer.Option("--header", help="Request header NAME:VALUE to send or to consider, repeatable.")
+    ] = [],  # noqa: B006
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Feed one payload through the pipeline into a local store, or post it to a running daemon."""
+    try:
+        body = alert_data.read_bytes()
+    except OSError as error:
+        _fail(f"cannot read {alert_data}: {error.strerror}", EXIT_USAGE)
+    headers = {}
+    for item in header:
+        name, separator, value = item.partition(":")
+        if not separator:
+            _fail(f"--header {item!r} is not NAME:VALUE", EXIT_USAGE)
+        headers[name.strip().lower()] = value.strip()
+    from runtime import logs
+
+    logs.configure("warning")
+    if daemon:
+        _handle_remote(daemon, source, body, headers, output, state, database)
+        return
+    if rules is None:
+        _fail("pass --rules PATH: the pipeline needs the rules", EXIT_USAGE)
+    backend = _backend(state, database, None, rules, env)
+    _handle_local(backend, source, body, headers, output)
+
+
+def _handle_remote(
+    daemon: str, source: str | None, body: bytes, headers: dict[str, str], output: OutputFormat, state, database
+) -> None:
+    from runtime.client import BackendError, RemoteBackend
+    from runtime.sources import detect
+    from runtime.sources.base import Inbound, Rejected
+
+    if state or database:
+        _fail("pass either --daemon or a local store, not both", EXIT_USAGE)
+    if source is None:
+        try:
+            source = detect(Inbound(body, headers))
+        except Rejected as rejected:
+            _fail(f"cannot tell the payload's source: {rejected.reason}; pass --source", EXIT_USAGE)
+    token = os.environ.get("IRULES_HOOK_TOKEN")
+    if token and "authorization" not in headers:
+        headers["authorization"] = f"Bearer {token}"
+    headers.setdefault("content-type", "application/json")
+    backend = RemoteBackend(daemon, os.environ.get("IRULES_API_TOKEN"))
+    try:
+        result = backend.post_hook(source, body, headers)
+    except BackendError as error:
+        _fail(str(error))
+    finally:
+        backend.close()
+    if output is OutputFormat.JSON:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"stored as payload {result['payload_id']} ({result['kind']}, {result['alerts']} alerts)")
+
+
+def _handle_local(backend, source: str | None, body: bytes, headers: dict[str, str], output: OutputFormat) -> None:
+    import sqlalchemy as sa
+
+    from runtime.ingest import receive
+    from runtime.pipeline import Pipeline, accept, record_dead_letter
+    from runtime.policy import Policy
+    from runtime.secrets import Secrets
+    from runtime.sources.base import Inbound, Rejected
+    from runtime.store.schema import alert_events, alerts, incidents
+
+    try:
+        ruleset = backend.ruleset()
+        inbound = Inbound(body, headers)
+        try:
+            # A file handed over on the command line is trusted: no webhook authentication.
+            accepted = receive(source, inbound, ruleset, Secrets(None), check_auth=False)
+        except Rejected as rejected:
+            number = record_dead_letter(backend.store, source or "unknown", inbound, rejected.status, rejected.reason)
+            _fail(f"payload rejected ({rejected.status}): {rejected.reason}; kept as dead letter {number}")
+        (payload_id,) = accept(backend.store, [accepted])
+        policy = Policy(ruleset)
+        Pipeline(backend.store, lambda: policy).process_pending()
+        with backend.store.read() as connection:
+            keys = (
+                connection.execute(
+                    sa.select(incidents.c.key)
+                    .distinct()
+                    .select_from(
+                        alert_events.join(alerts, alerts.c.fingerprint == alert_events.c.fingerprint).join(
+                            incidents, incidents.c.id == alerts.c.incident_id
+                        )
+                    )
+                    .where(alert_events.c.payload_id == payload_id)
+                )
+                .scalars()
+                .all()
+            )
+        shown = [backend.show(key) for key in sorted(keys)]
+    except Exception as error:
+        from runtime.client import BackendError
+
+        if isinstance(error, BackendError):
+            _fail(str(error))
+        raise
+    finally:
+        backend.close()
+    if output is OutputFormat.JSON:
+        print(
+            json.dumps(
+                {"payload_id": payload_id, "source": accepted.source, "kind": accepted.outcome.kind, "incidents": shown},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    print(f"payload {payload_id} from {accepted.source}: {accepted.outcome.kind}, {len(accepted.outcome.alerts)} alerts")
+    for row in shown:
+        _print_incident(row, OutputFormat.TEXT)
+
+
+def create_command(
+    title: Annotated[str, typer.Option("--title", help="What is wrong, in a few words.")],
+    severity: Annotated[str | None, typer.Option("--severity", help="critical, high, medium or low.")] = None,
+    services: Annotated[str, typer.Option("--services", help="Affected services, comma-separated.")] = "",
+    team: Annotated[str | None, typer.Option("--team", help="Owning team.")] = None,
+    rules: RulesOption = None,
+    env: EnvOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    actor: ActorOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Open an incident by hand."""
+    backend = _backend(state, database, daemon, rules, env)
+    names = [name.strip() for name in services.split(",") if name.strip()]
+    row = _run(backend, backend.create, title, severity, names, team, _actor(actor))
+    _print_incident(row, output)
+
+
+def update_command(
+    incident_id: IncidentOption,
+    status: Annotated[
+        str | None, typer.Option("--status", help="detected, triaged, investigating, mitigating, resolved or closed.")
+    ] = None,
+    assignee: Annotated[str | None, typer.Option("--assignee", help="Who works on it.")] = None,
+    severity: Annotated[str | None, typer.Option("--severity", help="critical, high, medium or low.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="A note for the timeline.")] = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    actor: ActorOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Change an incident's status, assignee or severity, or add a note."""
+    from runtime.incidents import Change
+
+    if status is None and assignee is None and severity is None and note is None:
+        _fail("nothing to change: pass --status, --assignee, --severity or --note", EXIT_USAGE)
+    backend = _backend(state, database, daemon)
+    row = _run(
+        backend,
+        backend.update,
+        incident_id,
+        Change(status=status, assignee=assignee, severity=severity, note=note),
+        _actor(actor),
+    )
+    _print_incident(row, output)
+
+
+def ack_command(
+    incident_id: IncidentOption,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    actor: ActorOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Acknowledge an incident."""
+    backend = _backend(state, database, daemon)
+    _print_incident(_run(backend, backend.acknowledge, incident_id, _actor(actor)), output)
+
+
+def resolve_command(
+    incident_id: IncidentOption,
+    note: Annotated[str | None, typer.Option("--note", help="How it was resolved, for the timeline.")] = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    actor: ActorOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Resolve an incident."""
+    from runtime.incidents import Change
+
+    backend = _backend(state, database, daemon)
+    _print_incident(_run(backend, backend.update, incident_id, Change(status="resolved", note=note), _actor(actor)), output)
+
+
+def list_command(
+    status: Annotated[list[str], typer.Option("--status", help="Only these statuses; repeatable.")] = [],  # noqa: B006
+    severity: Annotated[list[str], typer.Option("--severity", help="Only these severities; repeatable.")] = [],  # noqa: B006
+    team: Annotated[str | None, typer.Option("--team", help="Only this team's incidents.")] = None,
+    service: Annotated[str | None, typer.Option("--service", help="Only incidents affecting this service.")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents not yet resolved or closed.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 100,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """List incidents, newest first."""
+    backend = _backend(state, database, daemon)
+    rows = _run(
+        backend,
+        lambda: backend.list(status=status, severity=severity, team=team, service=service, open_only=open_only, limit=limit),
+    )
+    _print_incidents(rows, output)
+
+
+def show_command(
+    incident_id: Annotated[str, typer.Argument(help="Incident id such as INC-2026-0042, or its number.")],
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Show one incident with its alerts and timeline."""
+    backend = _backend(state, database, daemon)
+    _print_incident(_run(backend, backend.show, incident_id), output)
+
+
+def dead_letters_command(
+    source: Annotated[str | None, typer.Option("--source", help="Only this source's dead letters.")] = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """List dead letters, newest first."""
+    backend = _backend(state, database, daemon)
+    rows = _run(backend, backend.dead_letters, source)
+    if output is OutputFormat.JSON:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        replayed = f"replayed {row['replayed_at'][:19]}" if row["replayed_at"] else "pending"
+        print(f"{row['id']:>6}  {row['received_at'][:19]}  {row['source']:<14} {row['status']}  {replayed:<28} {row['reason']}")
+
+
+def replay_command(
+    ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids; all pending ones when left out.")] = None,
+    rules: RulesOption = None,
+    env: EnvOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Feed dead letters through the current rules again, after a fix. Exit 1 when any fails again."""
+    backend = _backend(state, database, daemon, rules, env)
+    from runtime.client import BackendError
+
+    try:
+        numbers = list(
+            ids
+            or [
+                row["id"] for row in backend.dead_letters(None) if not row["replayed_at"] and row["status"] not in (401, 403, 404)
+            ]
+        )
+        results = [backend.replay(number) for number in sorted(numbers)]
+    except BackendError as error:
+        _fail(str(error))
+    finally:
+        backend.close()
+    if output is OutputFormat.JSON:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            print(
+                f"dead letter {result['id']}: {result['outcome']}"
+                + (f" ({result.get('detail')})" if result.get("detail") else "")
+            )
+        if not results:
+            print("no dead letters to replay")
+    raise typer.Exit(EXIT_PROBLEMS if any(result["outcome"] == "failed" for result in results) else EXIT_OK)

@@ -1,0 +1,1 @@
+"""The incident daemon: HTTP webhooks and API, the rules watcher, the writer and the pipeline."""

@@ -1,0 +1,432 @@
+"""The daemon's HTTP interface (Starlette): webhooks, the incident API, health and metrics.
+
+Webhooks answer 202 only after the payload is committed (see `writer`). A
+request that cannot become alerts gets a 4xx with the reason as JSON, a log
+line, and a dead letter when it carried a body. Storage trouble answers 503,
+which Alertmanager and SNS retry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import json
+import logging
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from compiler.ir import BUILTIN_SOURCES
+from runtime import incidents as incident_ops
+from runtime.daemon.openapi import openapi_document
+from runtime.daemon.service import Daemon
+from runtime.daemon.writer import Overloaded
+from runtime.ingest import MAX_BODY_BYTES, receive
+from runtime.pipeline import DEAD_LETTER_BODY_LIMIT, UNTRUSTED_BODY_LIMIT, UNTRUSTED_STATUSES, Accepted, record_dead_letter
+from runtime.sources.base import ALERTS, SUBSCRIPTION_CONFIRMATION, Inbound, Rejected
+
+log = logging.getLogger("irules.http")
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def _daemon(request: Request) -> Daemon:
+    return request.app.state.daemon
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+async def _read_body(request: Request) -> bytes:
+    """Read the body, stopping at the size limit instead of buffering an unbounded upload."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise Rejected(413, f"body of {declared} bytes is larger than the limit of {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Rejected(413, f"body is larger than the limit of {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _source_for_path(daemon: Daemon, request: Request) -> str | None:
+    if "source" in request.path_params:
+        return request.path_params["source"]
+    policy = daemon.rules.policy
+    if policy is None:
+        return None
+    path = request.url.path
+    return next((source.name for source in policy.ruleset.sources if source.path == path), None)
+
+
+async def hook(request: Request) -> Response:
+    daemon = _daemon(request)
+    source = _source_for_path(daemon, request) or "?"
+    if not daemon.ready:
+        return _error(503, "the daemon is starting; retry shortly")
+    received_at = datetime.datetime.now(datetime.UTC)
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    try:
+        body = await _read_body(request)
+    except Rejected as rejected:
+        inbound = Inbound(b"", headers, received_at)
+        return await _reject(daemon, source, inbound, rejected)
+    inbound = Inbound(body, headers, received_at)
+    policy = daemon.rules.current()
+    secrets = daemon.secrets()
+
+    def normalise() -> Accepted:
+        return receive(source, inbound, policy.ruleset, secrets, allow_unauthenticated=daemon.config.allow_unauthenticated)
+
+    try:
+        # Checking an SNS signature may fetch the signing certificate over HTTPS, so that
+        # source runs in a worker thread; the others are pure and stay on the event loop.
+        accepted = await anyio.to_thread.run_sync(normalise) if source == "cloudwatch" else normalise()
+    except Rejected as rejected:
+        return await _reject(daemon, source, inbound, rejected)
+    assert daemon.writer is not None
+    try:
+        payload_id = await daemon.writer.submit(accepted)
+    except Overloaded as error:
+        daemon.metrics.payloads.labels(_metric_source(daemon, source), "failed").inc()
+        log.warning("source %s: payload rejected with 503: %s", source, error)
+        return _error(503, f"{error}; retry later")
+    except Exception as error:
+        daemon.metrics.payloads.labels(_metric_source(daemon, source), "failed").inc()
+        return _error(503, f"the payload could not be stored ({type(error).__name__}); retry later")
+    outcome = accepted.outcome
+    daemon.metrics.payloads.labels(_metric_source(daemon, source), "accepted").inc()
+    daemon.metrics.alerts.labels(_metric_source(daemon, source)).inc(len(outcome.alerts))
+    if outcome.kind == SUBSCRIPTION_CONFIRMATION and outcome.confirm_url and daemon.config.confirm_subscriptions:
+        await _confirm_subscription(outcome.confirm_url, payload_id)
+    elif outcome.kind != ALERTS:
+        log.info("source %s: payload %d accepted as %s: %s", source, payload_id, outcome.kind, outcome.note or "no alerts")
+    return JSONResponse({"payload_id": payload_id, "kind": outcome.kind, "alerts": len(outcome.alerts)}, status_code=202)
+
+
+async def custom_path_hook(request: Request) -> Response:
+    daemon = _daemon(request)
+    if _source_for_path(daemon, request) is not None:
+        return await hook(request)
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    received_at = datetime.datetime.now(datetime.UTC)
+    try:
+        body = await _read_body(request)
+    except Rejected:
+        body = b""
+    rejected = Rejected(404, f"no source receives at {request.url.path}; built-in and custom sources receive at /hooks/<source>")
+    return await _reject(daemon, f"path:{request.url.path}", Inbound(body, headers, received_at), rejected)
+
+
+def _metric_source(daemon: Daemon, source: str) -> str:
+    """Return the source name for metric labels: a name from the URL only when a source has it, to bound the label's values."""
+    policy = daemon.rules.policy
+    known = source in BUILTIN_SOURCES or (policy is not None and any(item.name == source for item in policy.ruleset.sources))
+    return source if known else "unknown"
+
+
+async def _reject(daemon: Daemon, source: str, inbound: Inbound, rejected: Rejected) -> Response:
+    daemon.metrics.payloads.labels(_metric_source(daemon, source), "rejected").inc()
+    dead_letter = None
+    limit = UNTRUSTED_BODY_LIMIT if rejected.status in UNTRUSTED_STATUSES else DEAD_LETTER_BODY_LIMIT
+    if inbound.body:
+        try:
+            dead_letter = await anyio.to_thread.run_sync(
+                lambda: record_dead_letter(daemon.store, source, inbound, rejected.status, rejected.reason, body_limit=limit)
+            )
+        except Exception:
+            log.exception("source %s: could not store the dead letter of a rejected request", source)
+    log.warning(
+        "source %s: request rejected with %d: %s%s",
+        source,
+        rejected.status,
+        rejected.reason,
+        f" (dead letter {dead_letter})" if dead_letter else "",
+    )
+    content: dict[str, Any] = {"error": rejected.reason}
+    if dead_letter is not None:
+        content["dead_letter"] = dead_letter
+    return JSONResponse(content, status_code=rejected.status)
+
+
+async def _confirm_subscription(url: str, payload_id: int) -> None:
+    """Visit an SNS SubscribeURL that the source already checked against the allowed topics and SNS hosts."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+            response = await client.get(url)
+        log.info("SNS subscription confirmed for payload %d: HTTP %d", payload_id, response.status_code)
+    except httpx.HTTPError as error:
+        log.error("SNS subscription confirmation for payload %d failed: %s", payload_id, error)
+
+
+# ---------------------------------------------------------------- health and status
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def readyz(request: Request) -> Response:
+    daemon = _daemon(request)
+    if daemon.ready and daemon.rules.policy is not None:
+        return PlainTextResponse("ready\n")
+    return PlainTextResponse("not ready: loading the ruleset and the store\n", status_code=503)
+
+
+async def status(request: Request) -> Response:
+    daemon = _daemon(request)
+    pending = await anyio.to_thread.run_sync(daemon._pending_events)
+    from compiler.version import __version__
+
+    return JSONResponse(
+        {
+            "version": __version__,
+            "ready": daemon.ready,
+            "started_at": daemon.started_at.isoformat(),
+            "rules": daemon.rules.status(),
+            "store": daemon.store.engine.url.render_as_string(hide_password=True) if daemon.store else None,
+            "pending_events": pending,
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    daemon = _daemon(request)
+    body = await anyio.to_thread.run_sync(generate_latest, daemon.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+# ---------------------------------------------------------------- incident API
+
+
+def _authorised(request: Request) -> bool:
+    token = _daemon(request).config.api_token
+    if not token:
+        return True
+    given = request.headers.get("authorization", "")
+    return given.startswith("Bearer ") and hmac.compare_digest(given.removeprefix("Bearer ").encode(), token.encode())
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise incident_ops.IncidentError(f"request body is not valid JSON: {error}", status=400) from error
+    if not isinstance(data, dict):
+        raise incident_ops.IncidentError("request body must be a JSON object", status=400)
+    return data
+
+
+def _actor(request: Request, body: dict[str, Any]) -> str:
+    actor = body.get("actor") or request.headers.get("x-irules-actor") or "api"
+    return str(actor)[:200]
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise incident_ops.IncidentError(f"field `{name}` is required", status=400)
+        return None
+    if not isinstance(value, str):
+        raise incident_ops.IncidentError(f"field `{name}` must be a string", status=400)
+    return value
+
+
+def api(handler):
+    """Wrap an incident API handler: check the token, turn `IncidentError` into its status, run store work in a thread."""
+
+    async def endpoint(request: Request) -> Response:
+        if not _authorised(request):
+            return _error(401, "missing or wrong API token: send `Authorization: Bearer <token>`")
+        try:
+            return await handler(request, _daemon(request))
+        except incident_ops.IncidentError as error:
+            return _error(error.status, str(error))
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@api
+async def list_incidents(request: Request, daemon: Daemon) -> Response:
+    query = request.query_params
+    try:
+        limit = min(int(query.get("limit", "100")), 1000)
+    except ValueError as error:
+        raise incident_ops.IncidentError("`limit` must be a whole number", status=400) from error
+    rows = await anyio.to_thread.run_sync(
+        lambda: incident_ops.list_incidents(
+            daemon.store,
+            status=query.getlist("status"),
+            severity=query.getlist("severity"),
+            team=query.get("team"),
+            service=query.get("service"),
+            open_only=query.get("open") in ("1", "true", "yes"),
+            limit=limit,
+        )
+    )
+    return JSONResponse({"incidents": rows})
+
+
+@api
+async def show_incident(request: Request, daemon: Daemon) -> Response:
+    reference = request.path_params["incident"]
+    return JSONResponse(await anyio.to_thread.run_sync(incident_ops.show, daemon.store, reference))
+
+
+@api
+async def incident_timeline(request: Request, daemon: Daemon) -> Response:
+    reference = request.path_params["incident"]
+    shown = await anyio.to_thread.run_sync(incident_ops.show, daemon.store, reference)
+    return JSONResponse({"id": shown["id"], "timeline": shown["timeline"]})
+
+
+@api
+async def create_incident(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    title = _text(body, "title", required=True)
+    services = body.get("services") or []
+    if not isinstance(services, list) or not all(isinstance(item, str) for item in services):
+        raise incident_ops.IncidentError("field `services` must be a list of strings", status=400)
+    id_format = daemon.rules.current().ruleset.settings.incident_id_format
+    created = await anyio.to_thread.run_sync(
+        lambda: incident_ops.create(
+            daemon.store,
+            id_format,
+            _now(),
+            title=title or "",
+            severity=_text(body, "severity"),
+            services=services,
+            team=_text(body, "team"),
+            actor=_actor(request, body),
+        )
+    )
+    return JSONResponse(incident_ops.to_json(created), status_code=201)
+
+
+async def _change(request: Request, daemon: Daemon, change: incident_ops.Change, body: dict[str, Any]) -> Response:
+    reference = request.path_params["incident"]
+    actor = _actor(request, body)
+    updated = await anyio.to_thread.run_sync(lambda: incident_ops.update(daemon.store, reference, change, actor, _now()))
+    return JSONResponse(incident_ops.to_json(updated))
+
+
+@api
+async def patch_incident(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    change = incident_ops.Change(
+        status=_text(body, "status"), assignee=_text(body, "assignee"), severity=_text(body, "severity"), note=_text(body, "note")
+    )
+    return await _change(request, daemon, change, body)
+
+
+@api
+async def acknowledge_incident(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    reference = request.path_params["incident"]
+    actor = _actor(request, body)
+    updated = await anyio.to_thread.run_sync(lambda: incident_ops.acknowledge(daemon.store, reference, actor, _now()))
+    return JSONResponse(incident_ops.to_json(updated))
+
+
+@api
+async def assign_incident(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    return await _change(request, daemon, incident_ops.Change(assignee=_text(body, "assignee", required=True)), body)
+
+
+@api
+async def set_status(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    change = incident_ops.Change(status=_text(body, "status", required=True), note=_text(body, "note"))
+    return await _change(request, daemon, change, body)
+
+
+@api
+async def resolve_incident(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    return await _change(request, daemon, incident_ops.Change(status="resolved", note=_text(body, "note")), body)
+
+
+@api
+async def close_incident(request: Request, daemon: Daemon) -> Response:
+    body = await _json_body(request)
+    return await _change(request, daemon, incident_ops.Change(status="closed", note=_text(body, "note")), body)
+
+
+@api
+async def list_dead_letters(request: Request, daemon: Daemon) -> Response:
+    from runtime import dead_letters
+
+    rows = await anyio.to_thread.run_sync(
+        lambda: dead_letters.list_dead_letters(daemon.store, source=request.query_params.get("source"))
+    )
+    return JSONResponse({"dead_letters": rows})
+
+
+@api
+async def replay_dead_letter(request: Request, daemon: Daemon) -> Response:
+    from runtime import dead_letters
+
+    try:
+        number = int(request.path_params["dead_letter"])
+    except ValueError as error:
+        raise incident_ops.IncidentError("dead letter ids are whole numbers", status=400) from error
+    policy = daemon.rules.current()
+    result = await anyio.to_thread.run_sync(lambda: dead_letters.replay(daemon.store, policy.ruleset, number, _now()))
+    daemon.wake_pipeline()
+    return JSONResponse(result)
+
+
+def build_app(daemon: Daemon) -> Starlette:
+    routes = [
+        Route("/hooks/{source}", hook, methods=["POST", "PUT"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/api/v1/incidents", list_incidents, methods=["GET"]),
+        Route("/api/v1/incidents", create_incident, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}", show_incident, methods=["GET"]),
+        Route("/api/v1/incidents/{incident}", patch_incident, methods=["PATCH"]),
+        Route("/api/v1/incidents/{incident}/timeline", incident_timeline, methods=["GET"]),
+        Route("/api/v1/incidents/{incident}/ack", acknowledge_incident, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}/assign", assign_incident, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}/status", set_status, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}/resolve", resolve_incident, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}/close", close_incident, methods=["POST"]),
+        Route("/api/v1/dead-letters", list_dead_letters, methods=["GET"]),
+        Route("/api/v1/dead-letters/{dead_letter}/replay", replay_dead_letter, methods=["POST"]),
+    ]
+    # Custom sources may declare a path of their own, such as `/webhooks/ci`; the path is
+    # looked up in the ruleset in force at request time, so a reload can add one.
+    routes.append(Route("/{path:path}", custom_path_hook, methods=["POST", "PUT"]))
+    app = Starlette(routes=routes)
+    app.state.daemon = daemon
+    return app

@@ -1,0 +1,241 @@
+"""The OpenAPI 3.1 document of the daemon's HTTP interface, served at `/openapi.json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "dead_letter": {"type": "integer"}},
+    "required": ["error"],
+}
+
+_INCIDENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "examples": ["INC-2026-0042"]},
+        "number": {"type": "integer"},
+        "title": {"type": "string"},
+        "status": {"enum": ["detected", "triaged", "investigating", "mitigating", "resolved", "closed"]},
+        "severity": {"type": ["string", "null"], "enum": ["critical", "high", "medium", "low", None]},
+        "severity_source": {"type": ["string", "null"], "description": "rule, source, fallback, classify or person"},
+        "team": {"type": ["string", "null"]},
+        "services": {"type": "array", "items": {"type": "string"}},
+        "receivers": {"type": "array", "items": {"type": "string"}},
+        "correlation": {"type": ["string", "null"]},
+        "alert_count": {"type": "integer"},
+        "firing_count": {"type": "integer"},
+        "assignee": {"type": ["string", "null"]},
+        "acknowledged_by": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "acknowledged_at": {"type": ["string", "null"], "format": "date-time"},
+        "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+        "closed_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+_TIMELINE_ENTRY = {
+    "type": "object",
+    "properties": {
+        "at": {"type": "string", "format": "date-time"},
+        "kind": {"type": "string", "examples": ["alert.added", "incident.acknowledged"]},
+        "actor": {"type": "string"},
+        "message": {"type": "string"},
+        "data": {"type": "object"},
+    },
+}
+
+
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "Invalid request",
+        401: "Missing or wrong credentials",
+        403: "Wrong signature or token",
+        404: "Not found",
+        409: "The change is not allowed in the incident's state",
+        413: "Body too large",
+        422: "Unknown payload format",
+        503: "Not ready, or the store is unavailable; retry",
+    }
+    return {str(status): _json_response(reasons[status], {"$ref": "#/components/schemas/Error"}) for status in statuses}
+
+
+def _incident_action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [{"$ref": "#/components/parameters/Incident"}],
+        "responses": {
+            "200": _json_response("The incident after the change", {"$ref": "#/components/schemas/Incident"}),
+            **_errors(400, 401, 404, 409),
+        },
+    }
+    properties = {"actor": {"type": "string", "description": "Who acts; defaults to the X-Irules-Actor header, then `api`."}}
+    properties.update(body or {})
+    operation["requestBody"] = {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object", "properties": properties}}},
+    }
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    from compiler.version import __version__
+
+    incident_ref = {"$ref": "#/components/schemas/Incident"}
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "irules daemon", "version": __version__},
+        "paths": {
+            "/hooks/{source}": {
+                "post": {
+                    "summary": "Receive a webhook from alertmanager, cloudwatch, azure, grafana or a custom source",
+                    "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                    "responses": {
+                        "202": _json_response(
+                            "Stored; the alerts become incidents shortly",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "payload_id": {"type": "integer"},
+                                    "kind": {"type": "string"},
+                                    "alerts": {"type": "integer"},
+                                },
+                            },
+                        ),
+                        **_errors(400, 401, 403, 404, 413, 422, 503),
+                    },
+                }
+            },
+            "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Ruleset and store are loaded",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
+            "/status": {
+                "get": {
+                    "summary": "Version, rules in force, last reload error, pending events",
+                    "responses": {"200": {"description": "status"}},
+                }
+            },
+            "/metrics": {
+                "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}
+            },
+            "/api/v1/incidents": {
+                "get": {
+                    "summary": "List incidents, newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                        {"name": "severity", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                        {"name": "team", "in": "query", "schema": {"type": "string"}},
+                        {"name": "service", "in": "query", "schema": {"type": "string"}},
+                        {"name": "open", "in": "query", "schema": {"type": "boolean"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000, "default": 100}},
+                    ],
+                    "responses": {
+                        "200": _json_response(
+                            "Incidents", {"type": "object", "properties": {"incidents": {"type": "array", "items": incident_ref}}}
+                        ),
+                        **_errors(400, 401),
+                    },
+                },
+                "post": {
+                    "summary": "Open an incident by hand",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["title"],
+                                    "properties": {
+                                        "title": {"type": "string"},
+                                        "severity": {"enum": ["critical", "high", "medium", "low"]},
+                                        "services": {"type": "array", "items": {"type": "string"}},
+                                        "team": {"type": "string"},
+                                        "actor": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"201": _json_response("The new incident", incident_ref), **_errors(400, 401)},
+                },
+            },
+            "/api/v1/incidents/{incident}": {
+                "get": {
+                    "summary": "One incident with its alerts and timeline",
+                    "parameters": [{"$ref": "#/components/parameters/Incident"}],
+                    "responses": {"200": _json_response("The incident", incident_ref), **_errors(401, 404)},
+                },
+                "patch": _incident_action(
+                    "Change status, assignee or severity, with an optional note",
+                    {
+                        "status": {"type": "string"},
+                        "assignee": {"type": "string"},
+                        "severity": {"type": "string"},
+                        "note": {"type": "string"},
+                    },
+                ),
+            },
+            "/api/v1/incidents/{incident}/timeline": {
+                "get": {
+                    "summary": "The incident's timeline, oldest first",
+                    "parameters": [{"$ref": "#/components/parameters/Incident"}],
+                    "responses": {
+                        "200": _json_response(
+                            "Timeline",
+                            {"type": "object", "properties": {"timeline": {"type": "array", "items": _TIMELINE_ENTRY}}},
+                        ),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/api/v1/incidents/{incident}/ack": {"post": _incident_action("Acknowledge")},
+            "/api/v1/incidents/{incident}/assign": {"post": _incident_action("Assign", {"assignee": {"type": "string"}})},
+            "/api/v1/incidents/{incident}/status": {
+                "post": _incident_action("Change the status", {"status": {"type": "string"}, "note": {"type": "string"}})
+            },
+            "/api/v1/incidents/{incident}/resolve": {"post": _incident_action("Resolve", {"note": {"type": "string"}})},
+            "/api/v1/incidents/{incident}/close": {"post": _incident_action("Close", {"note": {"type": "string"}})},
+            "/api/v1/dead-letters": {
+                "get": {
+                    "summary": "Requests and events that did not become alerts, newest first",
+                    "parameters": [{"name": "source", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "Dead letters"}, **_errors(401)},
+                }
+            },
+            "/api/v1/dead-letters/{dead_letter}/replay": {
+                "post": {
+                    "summary": "Feed a dead letter through the current rules again",
+                    "parameters": [{"name": "dead_letter", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "responses": {"200": {"description": "The replay's outcome"}, **_errors(400, 401, 404)},
+                }
+            },
+        },
+        "components": {
+            "schemas": {"Error": _ERROR, "Incident": _INCIDENT, "TimelineEntry": _TIMELINE_ENTRY},
+            "parameters": {
+                "Incident": {
+                    "name": "incident",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "Incident id or number",
+                }
+            },
+            "securitySchemes": {"api_token": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"api_token": []}, {}],
+    }
+    # The daemon accepts webhooks by PUT as well as POST, with the same meaning.
+    hooks = document["paths"]["/hooks/{source}"]
+    hooks["put"] = hooks["post"]
+    return document

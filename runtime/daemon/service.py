@@ -1,0 +1,239 @@
+"""The daemon's parts and their lifetime: store, rules, writer, pipeline, watcher and HTTP server.
+
+`serve` runs everything in one anyio task group. uvicorn handles SIGTERM and
+SIGINT: it stops accepting connections and finishes the requests in flight;
+then the writer stores what is queued, the pipeline applies what is stored,
+and the process exits with status 0.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import sqlalchemy as sa
+
+from runtime.daemon.metrics import Metrics
+from runtime.daemon.rules import RulesState
+from runtime.daemon.writer import Writer
+from runtime.pipeline import Accepted, Pipeline
+from runtime.secrets import Secrets
+from runtime.store import Store
+from runtime.store.schema import alert_events, incidents
+
+log = logging.getLogger("irules.daemon")
+
+PIPELINE_IDLE_S = 1.0
+SECRET_CACHE_S = 5.0
+# Events per pipeline transaction in the daemon.
+PIPELINE_BATCH = 500
+# The share of time the pipeline takes while payloads keep arriving, and how long
+# without a payload counts as quiet.
+PIPELINE_SHARE = 0.3
+INGEST_QUIET_S = 0.25
+PIPELINE_GATHER_S = 0.1
+FLAP_CHECK_EVERY_S = 15.0
+
+
+@dataclass(slots=True)
+class DaemonConfig:
+    rules: Path
+    environment: str | None
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secrets_dir: Path | None = None
+    allow_unauthenticated: bool = False
+    api_token: str | None = None
+    watch: bool = True
+    durability: str = "normal"
+    confirm_subscriptions: bool = True
+
+
+class Daemon:
+    """Everything one daemon process holds; the HTTP app reads it through `app.state.daemon`."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.rules = RulesState(config.rules, config.environment)
+        self.store: Store | None = None
+        self.writer: Writer | None = None
+        self.pipeline: Pipeline | None = None
+        self.metrics = Metrics(self._incident_counts, self._pending_events)
+        self.started_at = datetime.datetime.now(datetime.UTC)
+        self._wakeup = anyio.Event()
+        self._watch_stop: anyio.Event | None = None
+        self._stopping = False
+        self._backlog = True
+        self._secrets: Secrets | None = None
+        self._last_commit = 0.0
+        self.ready = False
+
+    # ------------------------------------------------------------ state
+
+    def secrets(self) -> Secrets:
+        """Return the secrets reader for the folder in force, kept across requests so its cache works."""
+        folder = self.config.secrets_dir
+        if folder is None and self.rules.policy is not None:
+            folder = Path(self.rules.policy.ruleset.settings.secrets_dir)
+        if self._secrets is None or self._secrets.folder != folder:
+            self._secrets = Secrets(folder, cache_s=SECRET_CACHE_S)
+        return self._secrets
+
+    def _incident_counts(self) -> dict[str, int]:
+        if self.store is None:
+            return {}
+        with self.store.read() as connection:
+            rows = connection.execute(sa.select(incidents.c.status, sa.func.count()).group_by(incidents.c.status)).all()
+        return {status: count for status, count in rows}
+
+    def _pending_events(self) -> int:
+        if self.store is None:
+            return 0
+        with self.store.read() as connection:
+            return connection.execute(sa.select(sa.func.count()).where(alert_events.c.processed_at.is_(None))).scalar_one()
+
+    def wake_pipeline(self, _items: list[Accepted] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        self._wakeup.set()
+
+    # ------------------------------------------------------------ startup
+
+    async def start(self) -> None:
+        """Open the store and load the rules; the daemon is ready when both are done."""
+        self.store = await anyio.to_thread.run_sync(
+            lambda: Store.open(self.config.database_url, durability=self.config.durability)
+        )
+        log.info("store open: %s", self.store.engine.url.render_as_string(hide_password=True))
+        loaded = await anyio.to_thread.run_sync(self.rules.reload)
+        self.metrics.reloads.labels("ok" if loaded else "failed").inc()
+        if not loaded:
+            raise SystemExit(f"irules daemon: the rules in {self.config.rules} have errors; fix them and start again")
+        self.writer = Writer(self.store, on_commit=self.wake_pipeline)
+        self.pipeline = Pipeline(self.store, self.rules.current)
+        self.ready = True
+
+    # ------------------------------------------------------------ background work
+
+    async def run_pipeline(self) -> None:
+        """Apply stored events in batches, and settle flapping alerts now and then.
+
+        While webhooks keep arriving, the pipeline takes at most `PIPELINE_SHARE` of
+        the time: after each batch it pauses for the rest of its slice, so ingestion,
+        which decides what senders see, keeps most of the interpreter. When no payload
+        arrived for `INGEST_QUIET_S`, batches follow each other without pauses.
+        """
+        assert self.pipeline is not None
+        last_flap_check = 0.0
+        while True:
+            if not self._backlog:
+                with anyio.move_on_after(PIPELINE_IDLE_S):
+                    await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                if not self._stopping and time.monotonic() - self._last_commit < INGEST_QUIET_S:
+                    # Payloads are arriving: let a few more come, so the batch is worth its transaction.
+                    await anyio.sleep(PIPELINE_GATHER_S)
+            started = time.monotonic()
+            applied = await anyio.to_thread.run_sync(self._process_and_measure)
+            spent = time.monotonic() - started
+            self._backlog = applied >= PIPELINE_BATCH
+            if time.monotonic() - last_flap_check > FLAP_CHECK_EVERY_S:
+                last_flap_check = time.monotonic()
+                await anyio.to_thread.run_sync(self.pipeline.settle_flapping)
+            if self._stopping and applied == 0:
+                return
+            if applied and not self._stopping and time.monotonic() - self._last_commit < INGEST_QUIET_S:
+                await anyio.sleep(spent * (1 - PIPELINE_SHARE) / PIPELINE_SHARE)
+
+    def _process_and_measure(self) -> int:
+        assert self.pipeline is not None
+        applied = self.pipeline.process_pending(limit=PIPELINE_BATCH)
+        now = datetime.datetime.now(datetime.UTC)
+        for received_at, outcome in self.pipeline.take_applied():
+            self.metrics.latency.observe(max(0.0, (now - received_at).total_seconds()))
+            self.metrics.events.labels(outcome).inc()
+        return applied
+
+    async def watch_rules(self) -> None:
+        """Reload the rules when a file under the rules path changes."""
+        from watchfiles import awatch
+
+        path = self.config.rules
+        target = path if path.is_dir() else path.parent
+
+        def relevant(_change: object, changed: str) -> bool:
+            changed_path = Path(changed)
+            if path.is_file():
+                return changed_path == path.resolve() or changed_path == path
+            return changed_path.suffix == ".irules"
+
+        # The watcher waits in a worker thread that cancellation cannot interrupt. Setting this
+        # event at shutdown ends it within one `step`, not after its 5 s timeout (watchfiles 1.x).
+        self._watch_stop = anyio.Event()
+        changes = awatch(
+            target, watch_filter=relevant, debounce=150, step=50, recursive=path.is_dir(), stop_event=self._watch_stop
+        )
+        async for _changes in changes:
+            loaded = await anyio.to_thread.run_sync(self.rules.reload)
+            self.metrics.reloads.labels("ok" if loaded else "failed").inc()
+
+    async def serve(self) -> None:
+        import uvicorn
+
+        from runtime.daemon.app import build_app
+
+        await self.start()
+        assert self.writer is not None
+        config = uvicorn.Config(
+            build_app(self),
+            host=self.config.host,
+            port=self.config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=20,
+        )
+        server = uvicorn.Server(config)
+        _ignore_stop_signals_after_serve()
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.writer.run)
+            group.start_soon(self.run_pipeline)
+            if self.config.watch:
+                group.start_soon(self.watch_rules)
+            log.info("listening on http://%s:%d", self.config.host, self.config.port)
+            await server.serve()
+            log.info("stopping: storing queued payloads and applying stored events")
+            self._stopping = True
+            if self._watch_stop is not None:
+                self._watch_stop.set()
+            self.writer.close()
+            self._wakeup.set()
+            with anyio.move_on_after(30):
+                while not self._pipeline_done(group):
+                    await anyio.sleep(0.05)
+            group.cancel_scope.cancel()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+    def _pipeline_done(self, _group: anyio.abc.TaskGroup) -> bool:
+        return self._pending_events() == 0
+
+
+def _ignore_stop_signals_after_serve() -> None:
+    """Make SIGTERM and SIGINT harmless once uvicorn has handled them.
+
+    uvicorn catches both while it serves and raises the caught signal again after a
+    graceful shutdown, with the handlers that were installed before. Handlers that
+    do nothing let the daemon finish draining and exit with status 0.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda _number, _frame: None)

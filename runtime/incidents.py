@@ -1,0 +1,411 @@
+"""Incidents: lifecycle, timeline, and the operations people and the pipeline perform on them.
+
+Every change to an incident and its timeline entry are written in the same
+transaction, so the timeline is a complete, append-only account of who or what
+changed what and when.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from compiler.expr import SEVERITY_LEVELS
+from runtime.alerts import FIRING
+from runtime.policy import format_incident_id
+from runtime.store import Store
+from runtime.store.schema import alerts, incidents, timeline
+
+STATUSES = ("detected", "triaged", "investigating", "mitigating", "resolved", "closed")
+ENDED = ("resolved", "closed")
+
+# Allowed status changes. `resolved -> detected | investigating` is a reopen; a closed
+# incident stays closed.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "detected": frozenset({"triaged", "investigating", "mitigating", "resolved", "closed"}),
+    "triaged": frozenset({"investigating", "mitigating", "resolved", "closed"}),
+    "investigating": frozenset({"triaged", "mitigating", "resolved", "closed"}),
+    "mitigating": frozenset({"investigating", "resolved", "closed"}),
+    "resolved": frozenset({"investigating", "closed"}),
+    "closed": frozenset(),
+}
+
+
+class IncidentError(Exception):
+    """An operation that cannot be done: an unknown incident or a forbidden change. `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def add_timeline(
+    connection: sa.Connection,
+    incident_id: int,
+    at: datetime.datetime,
+    kind: str,
+    actor: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    connection.execute(
+        timeline.insert().values(incident_id=incident_id, at=at, kind=kind, actor=actor, message=message, data=data or {})
+    )
+
+
+def open_incident(
+    connection: sa.Connection,
+    store: Store,
+    id_format: str,
+    now: datetime.datetime,
+    *,
+    title: str,
+    severity: str | None,
+    severity_source: str | None,
+    team: str | None,
+    services: list[str],
+    receivers: list[str],
+    correlation: str | None,
+    correlation_rule: str | None,
+    labels: dict[str, str],
+    actor: str,
+) -> dict[str, Any]:
+    """Insert a new incident in state `detected` with its first timeline entry, and return its row."""
+    counter = f"incident:{now.year}" if "{year" in id_format else "incident"
+    number = store.next_number(connection, counter)
+    values = {
+        "key": format_incident_id(id_format, now.year, number),
+        "title": title,
+        "status": "detected",
+        "severity": severity,
+        "severity_source": severity_source,
+        "team": team,
+        "services": services,
+        "receivers": receivers,
+        "correlation": correlation,
+        "correlation_rule": correlation_rule,
+        "labels": labels,
+        "created_at": now,
+        "updated_at": now,
+        "last_alert_at": now,
+        "alert_count": 0,
+        "firing_count": 0,
+    }
+    incident_id = connection.execute(incidents.insert().values(**values)).inserted_primary_key[0]
+    add_timeline(
+        connection,
+        incident_id,
+        now,
+        "incident.detected",
+        actor,
+        f"Incident {values['key']} opened: {title}",
+        {"severity": severity, "team": team, "services": services, "correlation": correlation},
+    )
+    return {"id": incident_id, **values}
+
+
+def count_alerts(connection: sa.Connection, incident_id: int, now: datetime.datetime) -> int:
+    """Store the incident's alert and firing counts and return how many of its alerts fire."""
+    total, firing = connection.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((alerts.c.status == FIRING, 1), else_=0)), 0)).where(
+            alerts.c.incident_id == incident_id
+        )
+    ).one()
+    connection.execute(
+        incidents.update().where(incidents.c.id == incident_id).values(alert_count=total, firing_count=firing, updated_at=now)
+    )
+    return int(firing)
+
+
+def resolve_if_quiet(connection: sa.Connection, incident_id: int, now: datetime.datetime) -> bool:
+    """Resolve an open incident whose alerts are all resolved and none flapping; return whether it was resolved."""
+    flapping = connection.execute(
+        sa.select(sa.func.count()).where(alerts.c.incident_id == incident_id, alerts.c.flapping.is_(True))
+    ).scalar_one()
+    if flapping:
+        return False
+    row = connection.execute(sa.select(incidents.c.status).where(incidents.c.id == incident_id)).first()
+    if row is None or row.status in ENDED:
+        return False
+    connection.execute(
+        incidents.update().where(incidents.c.id == incident_id).values(status="resolved", resolved_at=now, updated_at=now)
+    )
+    add_timeline(
+        connection,
+        incident_id,
+        now,
+        "incident.status",
+        "irules",
+        "Resolved: every alert resolved",
+        {"from": row.status, "to": "resolved"},
+    )
+    return True
+
+
+def reopen(connection: sa.Connection, incident: Any, now: datetime.datetime, reason: str) -> None:
+    status = "investigating" if incident["acknowledged_at"] else "detected"
+    connection.execute(
+        incidents.update().where(incidents.c.id == incident["id"]).values(status=status, resolved_at=None, updated_at=now)
+    )
+    add_timeline(
+        connection,
+        incident["id"],
+        now,
+        "incident.reopened",
+        "irules",
+        f"Reopened: {reason}",
+        {"from": incident["status"], "to": status},
+    )
+
+
+# ---------------------------------------------------------------- operations by people
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change someone makes to an incident: any of status, assignee, severity, with an optional note."""
+
+    status: str | None = None
+    assignee: str | None = None
+    severity: str | None = None
+    note: str | None = None
+
+
+def get_row(connection: sa.Connection, reference: str) -> Any:
+    """Return the incident named by its key (`INC-2026-0042`) or number, or raise a 404 `IncidentError`."""
+    query = sa.select(incidents).where(incidents.c.key == reference)
+    row = connection.execute(query).mappings().first()
+    if row is None and reference.isdigit():
+        row = connection.execute(sa.select(incidents).where(incidents.c.id == int(reference))).mappings().first()
+    if row is None:
+        raise IncidentError(f"incident {reference!r} not found", status=404)
+    return row
+
+
+def update(store: Store, reference: str, change: Change, actor: str, now: datetime.datetime) -> dict[str, Any]:
+    """Apply a status, assignee or severity change with timeline entries, and return the incident."""
+    with store.write() as connection:
+        row = get_row(connection, reference)
+        values: dict[str, Any] = {}
+        if change.status is not None and change.status != row["status"]:
+            _check_transition(row["key"], row["status"], change.status)
+            values["status"] = change.status
+            if change.status == "resolved":
+                values["resolved_at"] = now
+            elif change.status == "closed":
+                values["closed_at"] = now
+                if row["resolved_at"] is None:
+                    values["resolved_at"] = now
+            elif row["status"] in ENDED:
+                values["resolved_at"] = None
+            add_timeline(
+                connection,
+                row["id"],
+                now,
+                "incident.status",
+                actor,
+                f"Status changed from {row['status']} to {change.status}" + (f": {change.note}" if change.note else ""),
+                {"from": row["status"], "to": change.status},
+            )
+        if change.assignee is not None and change.assignee != row["assignee"]:
+            values["assignee"] = change.assignee
+            add_timeline(
+                connection,
+                row["id"],
+                now,
+                "incident.assigned",
+                actor,
+                f"Assigned to {change.assignee}",
+                {"from": row["assignee"], "to": change.assignee},
+            )
+        if change.severity is not None and change.severity != row["severity"]:
+            if change.severity not in SEVERITY_LEVELS:
+                raise IncidentError(f"unknown severity {change.severity!r}; use one of {', '.join(SEVERITY_LEVELS)}", status=400)
+            values["severity"] = change.severity
+            values["severity_source"] = "person"
+            add_timeline(
+                connection,
+                row["id"],
+                now,
+                "incident.severity",
+                actor,
+                f"Severity changed from {row['severity'] or 'none'} to {change.severity}",
+                {"from": row["severity"], "to": change.severity},
+            )
+        if change.note and change.status is None:
+            add_timeline(connection, row["id"], now, "incident.note", actor, change.note, {})
+        if values:
+            values["updated_at"] = now
+            connection.execute(incidents.update().where(incidents.c.id == row["id"]).values(**values))
+        return {**row, **values}
+
+
+def acknowledge(store: Store, reference: str, actor: str, now: datetime.datetime) -> dict[str, Any]:
+    """Record who acknowledged the incident; a new incident moves on to `investigating`."""
+    with store.write() as connection:
+        row = get_row(connection, reference)
+        if row["status"] in ENDED:
+            raise IncidentError(f"incident {row['key']} is {row['status']}; there is nothing to acknowledge")
+        if row["acknowledged_at"] is not None:
+            return dict(row)
+        values: dict[str, Any] = {"acknowledged_at": now, "acknowledged_by": actor, "updated_at": now}
+        if row["status"] in ("detected", "triaged"):
+            values["status"] = "investigating"
+        connection.execute(incidents.update().where(incidents.c.id == row["id"]).values(**values))
+        add_timeline(
+            connection,
+            row["id"],
+            now,
+            "incident.acknowledged",
+            actor,
+            f"Acknowledged by {actor}",
+            {"status": values.get("status", row["status"])},
+        )
+        return {**row, **values}
+
+
+def create(
+    store: Store,
+    id_format: str,
+    now: datetime.datetime,
+    *,
+    title: str,
+    severity: str | None,
+    services: Sequence[str],
+    team: str | None,
+    actor: str,
+) -> dict[str, Any]:
+    """Open an incident by hand, without an alert, and return its whole row."""
+    if severity is not None and severity not in SEVERITY_LEVELS:
+        raise IncidentError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITY_LEVELS)}", status=400)
+    with store.write() as connection:
+        opened = open_incident(
+            connection,
+            store,
+            id_format,
+            now,
+            title=title,
+            severity=severity,
+            severity_source="person" if severity else None,
+            team=team,
+            services=list(services),
+            receivers=[],
+            correlation=None,
+            correlation_rule=None,
+            labels={},
+            actor=actor,
+        )
+        # `open_incident` returns only the columns it sets, but `to_json` also reads those left at their defaults.
+        return dict(get_row(connection, opened["key"]))
+
+
+def _check_transition(key: str, current: str, requested: str) -> None:
+    if requested not in STATUSES:
+        raise IncidentError(f"unknown status {requested!r}; use one of {', '.join(STATUSES)}", status=400)
+    if requested not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none"
+        raise IncidentError(f"incident {key} cannot go from {current} to {requested} (allowed: {allowed})")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def list_incidents(
+    store: Store,
+    *,
+    status: Sequence[str] = (),
+    severity: Sequence[str] = (),
+    team: str | None = None,
+    service: str | None = None,
+    open_only: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    query = sa.select(incidents).order_by(incidents.c.id.desc()).limit(limit)
+    if status:
+        query = query.where(incidents.c.status.in_(list(status)))
+    if open_only:
+        query = query.where(incidents.c.status.not_in(ENDED))
+    if severity:
+        query = query.where(incidents.c.severity.in_(list(severity)))
+    if team:
+        query = query.where(incidents.c.team == team)
+    with store.read() as connection:
+        rows = [dict(row) for row in connection.execute(query).mappings()]
+    if service:
+        rows = [row for row in rows if service in row["services"]]
+    return [to_json(row) for row in rows]
+
+
+def show(store: Store, reference: str) -> dict[str, Any]:
+    """Return the incident with its alerts and timeline."""
+    with store.read() as connection:
+        row = get_row(connection, reference)
+        alert_rows = connection.execute(
+            sa.select(alerts).where(alerts.c.incident_id == row["id"]).order_by(alerts.c.first_seen)
+        ).mappings()
+        entries = connection.execute(
+            sa.select(timeline).where(timeline.c.incident_id == row["id"]).order_by(timeline.c.id)
+        ).mappings()
+        result = to_json(dict(row))
+        result["alerts"] = [_alert_json(dict(alert)) for alert in alert_rows]
+        result["timeline"] = [_timeline_json(dict(entry)) for entry in entries]
+    return result
+
+
+def to_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["key"],
+        "number": row["id"],
+        "title": row["title"],
+        "status": row["status"],
+        "severity": row["severity"],
+        "severity_source": row["severity_source"],
+        "team": row["team"],
+        "services": row["services"],
+        "receivers": row["receivers"],
+        "correlation": row["correlation"],
+        "alert_count": row["alert_count"],
+        "firing_count": row["firing_count"],
+        "assignee": row["assignee"],
+        "acknowledged_by": row["acknowledged_by"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "acknowledged_at": _iso(row["acknowledged_at"]),
+        "resolved_at": _iso(row["resolved_at"]),
+        "closed_at": _iso(row["closed_at"]),
+    }
+
+
+def _alert_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key": row["key"],
+        "fingerprint": row["fingerprint"],
+        "name": row["name"],
+        "source": row["source"],
+        "status": row["status"],
+        "severity": row["severity"],
+        "labels": row["labels"],
+        "annotations": row["annotations"],
+        "receivers": row["receivers"],
+        "starts_at": _iso(row["starts_at"]),
+        "ends_at": _iso(row["ends_at"]),
+        "first_seen": _iso(row["first_seen"]),
+        "last_seen": _iso(row["last_seen"]),
+        "occurrences": row["occurrences"],
+        "flapping": row["flapping"],
+    }
+
+
+def _timeline_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"at": _iso(row["at"]), "kind": row["kind"], "actor": row["actor"], "message": row["message"], "data": row["data"]}
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,570 @@
+"""From stored alert events to incidents: deduplicate, assess, correlate, resolve, damp flapping.
+
+Ingestion (`accept`) stores a payload and its normalised alerts in one
+transaction and is all that happens before the sender gets its 2xx. The
+pipeline (`process_pending`) then applies the stored events in arrival order.
+Each batch of events is applied and marked processed in one transaction, so a
+crash at any point either applies an event completely or leaves it pending
+for the next run: an event is never applied twice or lost.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from runtime import incidents as incident_ops
+from runtime.alerts import FIRING, RESOLVED, Alert
+from runtime.policy import Assessment, Policy, higher_severity
+from runtime.sources.base import Inbound, Outcome
+from runtime.store import Store
+from runtime.store.schema import alert_events, alerts, dead_letters, payloads
+from runtime.unit_of_work import UnitOfWork
+
+log = logging.getLogger("irules.pipeline")
+
+Clock = Callable[[], datetime.datetime]
+
+# Request headers worth keeping with a payload. Credentials and signatures are never stored.
+KEPT_HEADERS = frozenset(
+    {
+        "content-type",
+        "user-agent",
+        "x-amz-sns-message-type",
+        "x-amz-sns-message-id",
+        "x-amz-sns-topic-arn",
+        "x-amz-sns-subscription-arn",
+        "x-amz-sns-rawdelivery",
+        "x-request-id",
+    }
+)
+DEAD_LETTER_BODY_LIMIT = 256 * 1024
+# Requests that failed authentication or named no source may come from anyone, so only
+# enough of them is kept to see what they were; they are never replayed.
+UNTRUSTED_BODY_LIMIT = 4 * 1024
+UNTRUSTED_STATUSES = frozenset({401, 403, 404})
+BATCH_SIZE = 200
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def kept_headers(headers: dict[str, str] | Any) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower() in KEPT_HEADERS}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One payload ready to be stored: its source, the request and what the source made of it."""
+
+    source: str
+    inbound: Inbound
+    outcome: Outcome
+    replay_of: int | None = None
+
+
+def accept(store: Store, batch: Sequence[Accepted]) -> list[int]:
+    """Store payloads and their alert events in one transaction and return the payload ids.
+
+    When this returns, everything in `batch` is committed; that is the moment a
+    sender may get its 2xx.
+    """
+    with store.write() as connection:
+        return [_insert_payload(connection, item) for item in batch]
+
+
+def accept_if_free(store: Store, batch: Sequence[Accepted]) -> list[int] | None:
+    """Store like `accept` when the SQLite writer is free at once, else return None without waiting."""
+    with store.write_if_free() as connection:
+        if connection is None:
+            return None
+        return [_insert_payload(connection, item) for item in batch]
+
+
+def _insert_payload(connection: sa.Connection, item: Accepted) -> int:
+    outcome = item.outcome
+    payload_id = connection.execute(
+        payloads.insert().values(
+            source=item.source,
+            kind=outcome.kind,
+            received_at=item.inbound.received_at,
+            body=item.inbound.body,
+            headers=kept_headers(item.inbound.headers),
+            alert_count=len(outcome.alerts),
+            details=outcome.details,
+            replay_of=item.replay_of,
+        )
+    ).inserted_primary_key[0]
+    if outcome.alerts:
+        connection.execute(
+            alert_events.insert(),
+            [
+                {
+                    "payload_id": payload_id,
+                    "source": alert.source,
+                    "fingerprint": alert.fingerprint,
+                    "status": alert.status,
+                    "alert": alert.to_json(),
+                    "received_at": item.inbound.received_at,
+                }
+                for alert in outcome.alerts
+            ],
+        )
+    return payload_id
+
+
+def record_dead_letter(
+    store: Store,
+    source: str,
+    inbound: Inbound,
+    status: int,
+    reason: str,
+    payload_id: int | None = None,
+    body_limit: int = DEAD_LETTER_BODY_LIMIT,
+) -> int:
+    """Keep a request that did not become alerts, with the reason; a body over `body_limit` bytes is cut."""
+    body = inbound.body[:body_limit]
+    with store.write() as connection:
+        return connection.execute(
+            dead_letters.insert().values(
+                source=source[:200],
+                received_at=inbound.received_at,
+                status=status,
+                reason=reason,
+                body=body,
+                body_truncated=len(inbound.body) > len(body),
+                headers=kept_headers(inbound.headers),
+                payload_id=payload_id,
+            )
+        ).inserted_primary_key[0]
+
+
+class Pipeline:
+    """Applies stored alert events to alerts and incidents under the current policy.
+
+    An incident is resolved when, at the end of a batch, every one of its alerts is
+    resolved and none is flapping; it takes the time of the last resolution.
+    """
+
+    def __init__(self, store: Store, policy: Callable[[], Policy], clock: Clock = utc_now) -> None:
+        self.store = store
+        self._policy = policy
+        self.clock = clock
+        self._applied: list[tuple[datetime.datetime, str]] = []
+
+    def take_applied(self) -> list[tuple[datetime.datetime, str]]:
+        """Return (received at, outcome) of each event applied since the last call, for metrics."""
+        applied, self._applied = self._applied, []
+        return applied
+
+    def process_pending(self, limit: int | None = None) -> int:
+        """Apply pending events in arrival order, a batch per transaction; return how many were applied."""
+        done = 0
+        while limit is None or done < limit:
+            size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - done)
+            applied = self._process_batch(size)
+            done += applied
+            if applied < size:
+                break
+        return done
+
+    def _process_batch(self, size: int) -> int:
+        policy = self._policy()
+        with self.store.write() as connection:
+            rows = connection.execute(
+                sa.select(alert_events.c.id, alert_events.c.payload_id, alert_events.c.alert, alert_events.c.received_at)
+                .where(alert_events.c.processed_at.is_(None))
+                .order_by(alert_events.c.id)
+                .limit(size)
+            ).all()
+            if not rows:
+                return 0
+            try:
+                with connection.begin_nested():
+                    outcomes = self._apply_batch(connection, policy, rows)
+            except Exception:
+                # Find the event at fault: apply them one at a time, each in its own savepoint.
+                log.warning("a batch of %d alert events failed; applying them one at a time", len(rows), exc_info=True)
+                outcomes = [self._apply_alone(connection, policy, row) for row in rows]
+            processed_at = self.clock()
+            connection.execute(
+                alert_events.update()
+                .where(alert_events.c.id == sa.bindparam("b_id"))
+                .values(processed_at=sa.bindparam("b_processed_at"), outcome=sa.bindparam("b_outcome")),
+                [
+                    {"b_id": row.id, "b_processed_at": processed_at, "b_outcome": outcome}
+                    for row, outcome in zip(rows, outcomes, strict=True)
+                ],
+            )
+        # Handed to metrics after the commit; bounded, in case nobody collects it.
+        applied = [(row.received_at, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+        self._applied = [*self._applied, *applied][-10_000:]
+        return len(rows)
+
+    def _apply_batch(self, connection: sa.Connection, policy: Policy, rows: Sequence[sa.Row]) -> list[str]:
+        work = UnitOfWork(connection, self.store)
+        events = [(Alert.from_json(row.alert), row.received_at) for row in rows]
+        decisions = [policy.dedup(alert) for alert, _received in events]
+        work.preload_alerts(decision.key for decision in decisions)
+        outcomes = [
+            self._apply(work, policy, alert, decision.key, received_at)
+            for (alert, received_at), decision in zip(events, decisions, strict=True)
+        ]
+        self._finish(work)
+        return outcomes
+
+    def _apply_alone(self, connection: sa.Connection, policy: Policy, event: sa.Row) -> str:
+        savepoint = connection.begin_nested()
+        try:
+            outcome = self._apply_batch(connection, policy, [event])[0]
+        except Exception as error:
+            savepoint.rollback()
+            log.exception(
+                "alert event %s (payload %s) could not be applied; its payload is kept as a dead letter",
+                event.id,
+                event.payload_id,
+            )
+            payload = connection.execute(sa.select(payloads).where(payloads.c.id == event.payload_id)).mappings().one()
+            body = payload["body"][:DEAD_LETTER_BODY_LIMIT]
+            connection.execute(
+                dead_letters.insert().values(
+                    source=payload["source"],
+                    received_at=event.received_at,
+                    status=500,
+                    reason=f"alert event {event.id} of payload {event.payload_id} failed in the pipeline: {type(error).__name__}: {error}",
+                    body=body,
+                    body_truncated=len(payload["body"]) > len(body),
+                    headers=payload["headers"],
+                    payload_id=None,
+                )
+            )
+            return "failed"
+        savepoint.commit()
+        return outcome
+
+    def _finish(self, work: UnitOfWork) -> None:
+        """Write the batch back, then resolve the incidents whose last firing alert it resolved."""
+        work.flush()
+        for incident_id, at in sorted(work.quieted_at.items()):
+            row = work.incident(incident_id)
+            if row["status"] in incident_ops.ENDED or row["firing_count"] > 0 or work.flapping_in(incident_id):
+                continue
+            work.change_incident(incident_id, status="resolved", resolved_at=at, updated_at=at)
+            work.add_timeline(
+                incident_id,
+                at,
+                "incident.status",
+                "irules",
+                "Resolved: every alert resolved",
+                {"from": row["status"], "to": "resolved"},
+            )
+        work.flush()
+
+    # ------------------------------------------------------------ one event
+
+    def _apply(self, work: UnitOfWork, policy: Policy, alert: Alert, key: str, received_at: datetime.datetime) -> str:
+        # Event time is when the daemon received the alert, not when the pipeline got to
+        # it, so windows and the timeline do not depend on how far processing lagged.
+        now = received_at
+        row = work.alert(key)
+        if alert.status == RESOLVED:
+            return self._resolve(work, policy, alert, row, now)
+        if row is not None and row["status"] == FIRING:
+            work.change_alert(
+                key,
+                last_seen=now,
+                occurrences=row["occurrences"] + 1,
+                labels=alert.labels,
+                annotations=alert.annotations,
+                ends_at=alert.ends_at,
+            )
+            return "repeat"
+        assessment = policy.assess(alert)
+        if row is not None:
+            return self._refire(work, policy, alert, row, assessment, now)
+        incident = self._incident_for(work, policy, alert, assessment, now)
+        work.add_alert(
+            {
+                "key": key,
+                "fingerprint": alert.fingerprint,
+                "source": alert.source,
+                "name": alert.name,
+                "status": FIRING,
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "starts_at": alert.starts_at,
+                "ends_at": alert.ends_at,
+                "first_seen": now,
+                "last_seen": now,
+                "resolved_at": None,
+                "occurrences": 1,
+                "severity": assessment.severity,
+                "receivers": assessment.receivers,
+                "incident_id": incident["id"],
+                "transitions": [],
+                "flapping": False,
+            }
+        )
+        work.add_timeline(
+            incident["id"],
+            now,
+            "alert.added",
+            f"source:{alert.source}",
+            f"Alert {alert.name} firing",
+            {"fingerprint": alert.fingerprint, "key": key, "labels": alert.labels, "severity": assessment.severity},
+        )
+        return "new"
+
+    def _refire(
+        self, work: UnitOfWork, policy: Policy, alert: Alert, row: dict, assessment: Assessment, now: datetime.datetime
+    ) -> str:
+        """Handle a resolved alert firing again: the same episode when recent, else a new one."""
+        transitions, flapping, started = _record_transition(policy, alert, row, now)
+        window = policy.dedup_window_s(alert)
+        incident = work.incident(row["incident_id"]) if row["incident_id"] is not None else None
+        resolved_at = row["resolved_at"] or now
+        recent = window is not None and (now - resolved_at).total_seconds() <= window
+        status = incident["status"] if incident is not None else None
+        same_episode = incident is not None and (status not in incident_ops.ENDED or (recent and status != "closed"))
+        if incident is not None and (same_episode or (flapping and status != "closed")):
+            if status in incident_ops.ENDED:
+                reopened = "investigating" if incident["acknowledged_at"] else "detected"
+                work.change_incident(incident["id"], status=reopened, resolved_at=None, updated_at=now)
+                work.add_timeline(
+                    incident["id"],
+                    now,
+                    "incident.reopened",
+                    "irules",
+                    f"Reopened: alert {alert.name} fired again",
+                    {"from": status, "to": reopened},
+                )
+            work.quieted_at.pop(incident["id"], None)
+            outcome = "refire"
+        else:
+            incident = self._incident_for(work, policy, alert, assessment, now)
+            outcome = "new"
+        work.change_alert(
+            row["key"],
+            status=FIRING,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            starts_at=alert.starts_at if outcome == "new" else row["starts_at"],
+            ends_at=alert.ends_at,
+            last_seen=now,
+            resolved_at=None,
+            occurrences=row["occurrences"] + 1,
+            severity=assessment.severity,
+            receivers=assessment.receivers,
+            incident_id=incident["id"],
+            transitions=transitions,
+            flapping=flapping,
+        )
+        if started:
+            work.add_timeline(
+                incident["id"],
+                now,
+                "alert.flapping",
+                "irules",
+                f"Alert {alert.name} is flapping: {len(transitions)} state changes; changes are damped",
+                {"key": row["key"], "transitions": len(transitions)},
+            )
+        elif not flapping:
+            work.add_timeline(
+                incident["id"],
+                now,
+                "alert.added" if outcome == "new" else "alert.refired",
+                f"source:{alert.source}",
+                f"Alert {alert.name} firing again",
+                {"fingerprint": alert.fingerprint, "key": row["key"]},
+            )
+        return outcome
+
+    def _resolve(self, work: UnitOfWork, policy: Policy, alert: Alert, row: dict | None, now: datetime.datetime) -> str:
+        if row is None:
+            # A resolution for an alert this store never saw firing: nothing to end.
+            return "resolved-unknown"
+        if row["status"] == RESOLVED:
+            return "repeat"
+        transitions, flapping, started = _record_transition(policy, alert, row, now)
+        work.change_alert(
+            row["key"],
+            status=RESOLVED,
+            ends_at=alert.ends_at or now,
+            resolved_at=now,
+            last_seen=now,
+            annotations=alert.annotations or row["annotations"],
+            transitions=transitions,
+            flapping=flapping,
+        )
+        incident_id = row["incident_id"]
+        if incident_id is None:
+            return "resolved"
+        if not flapping:
+            work.add_timeline(
+                incident_id,
+                now,
+                "alert.resolved",
+                f"source:{alert.source}",
+                f"Alert {alert.name} resolved",
+                {"fingerprint": alert.fingerprint, "key": row["key"]},
+            )
+        elif started:
+            work.add_timeline(
+                incident_id,
+                now,
+                "alert.flapping",
+                "irules",
+                f"Alert {alert.name} is flapping: {len(transitions)} state changes; changes are damped",
+                {"key": row["key"], "transitions": len(transitions)},
+            )
+        work.quieted_at[incident_id] = now
+        return "resolved"
+
+    # ------------------------------------------------------------ correlation
+
+    def _incident_for(
+        self, work: UnitOfWork, policy: Policy, alert: Alert, assessment: Assessment, now: datetime.datetime
+    ) -> dict:
+        """Return the open incident this alert joins, updated, or a new incident."""
+        correlation = assessment.correlation
+        incident = self._matching_incident(work, policy, assessment, now)
+        if incident is None:
+            opened = work.open_incident(
+                policy.ruleset.settings.incident_id_format,
+                now,
+                title=_title(alert),
+                severity=assessment.severity,
+                severity_source=assessment.severity_source,
+                team=assessment.team,
+                services=[assessment.service] if assessment.service else [],
+                receivers=assessment.receivers,
+                correlation=correlation.key,
+                correlation_rule=correlation.rule,
+                labels=correlation.labels,
+                actor=f"source:{alert.source}",
+            )
+            log.info(
+                "incident %s opened by alert %s (fingerprint %s, source %s): severity %s, team %s",
+                opened["key"],
+                alert.name,
+                alert.fingerprint,
+                alert.source,
+                assessment.severity or "none",
+                assessment.team or "none",
+            )
+            return opened
+        services = list(incident["services"])
+        if assessment.service and assessment.service not in services:
+            services.append(assessment.service)
+        receivers = list(dict.fromkeys([*incident["receivers"], *assessment.receivers]))
+        severity = higher_severity(incident["severity"], assessment.severity)
+        changes: dict[str, Any] = {
+            "services": services,
+            "receivers": receivers,
+            "last_alert_at": max(now, incident["last_alert_at"]),
+            "updated_at": now,
+        }
+        if severity != incident["severity"]:
+            changes["severity"] = severity
+            changes["severity_source"] = assessment.severity_source
+            work.add_timeline(
+                incident["id"],
+                now,
+                "incident.severity",
+                f"source:{alert.source}",
+                f"Severity raised from {incident['severity'] or 'none'} to {severity} by alert {alert.name}",
+                {"from": incident["severity"], "to": severity},
+            )
+        if not incident["team"] and assessment.team:
+            changes["team"] = assessment.team
+        work.quieted_at.pop(incident["id"], None)
+        return work.change_incident(incident["id"], **changes)
+
+    def _matching_incident(self, work: UnitOfWork, policy: Policy, assessment: Assessment, now: datetime.datetime) -> dict | None:
+        correlation = assessment.correlation
+        since = None if correlation.window_s is None else now - datetime.timedelta(seconds=correlation.window_s)
+        exact = work.find_open_incident(correlation.key, since)
+        if exact is not None or not correlation.follow_dependencies or assessment.service is None:
+            return exact
+        others = {name: value for name, value in correlation.labels.items() if name != "service"}
+        for candidate in work.find_related_incidents(correlation.rule, since):
+            same_labels = all(candidate["labels"].get(name, "") == value for name, value in others.items())
+            if same_labels and any(policy.services_related(assessment.service, other) for other in candidate["services"]):
+                return candidate
+        return None
+
+    # ------------------------------------------------------------ timers
+
+    def settle_flapping(self) -> int:
+        """End flapping for alerts quiet for a whole flap window, and resolve incidents that became quiet.
+
+        Returns how many alerts stopped flapping.
+        """
+        policy = self._policy()
+        now = self.clock()
+        settled = 0
+        with self.store.write() as connection:
+            work = UnitOfWork(connection, self.store)
+            rows = connection.execute(sa.select(alerts.c.key).where(alerts.c.flapping.is_(True))).scalars().all()
+            work.preload_alerts(rows)
+            for key in rows:
+                row = work.alert(key)
+                assert row is not None
+                alert = Alert(
+                    source=row["source"],
+                    name=row["name"],
+                    status=row["status"],
+                    labels=dict(row["labels"]),
+                    fingerprint=row["fingerprint"],
+                )
+                settings = policy.flap_settings(alert)
+                window = settings[0] if settings else 0.0
+                last = _parse_moment(row["transitions"][-1]) if row["transitions"] else row["last_seen"]
+                if (now - last).total_seconds() < window:
+                    continue
+                work.change_alert(key, flapping=False, transitions=[])
+                settled += 1
+                if row["incident_id"] is None:
+                    continue
+                work.add_timeline(
+                    row["incident_id"],
+                    now,
+                    "alert.settled",
+                    "irules",
+                    f"Alert {row['name']} stopped flapping and is {row['status']}",
+                    {"key": key, "status": row["status"]},
+                )
+                if row["status"] == RESOLVED:
+                    work.quieted_at[row["incident_id"]] = now
+            self._finish(work)
+        return settled
+
+
+def _record_transition(policy: Policy, alert: Alert, row: dict, now: datetime.datetime) -> tuple[list[str], bool, bool]:
+    """Record a state change and return (transitions, flapping now, flapping just started)."""
+    settings = policy.flap_settings(alert)
+    if settings is None:
+        return [], False, False
+    window, threshold = settings
+    horizon = now - datetime.timedelta(seconds=window)
+    transitions = [moment for moment in row["transitions"] if _parse_moment(moment) >= horizon]
+    transitions.append(now.isoformat())
+    was_flapping = bool(row["flapping"])
+    flapping = was_flapping or len(transitions) >= threshold
+    return transitions, flapping, flapping and not was_flapping
+
+
+def _parse_moment(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text)
+
+
+def _title(alert: Alert) -> str:
+    summary = alert.annotations.get("summary") or alert.annotations.get("title") or ""
+    title = f"{alert.name}: {summary}" if summary and summary != alert.name else alert.name
+    return title[:1000]

@@ -1,0 +1,181 @@
+"""Opening the store, running its migrations, and its transactions.
+
+SQLite is the embedded default: one file in the state folder, in WAL mode with a
+busy timeout, written by one writer at a time (a process-wide lock plus
+`BEGIN IMMEDIATE`, so a writer never fails half-way on a lock upgrade).
+`synchronous=NORMAL` makes every commit survive a crash of the process, which
+is what the daemon's 2xx promises; a power loss can lose the last commits
+unless `durability="full"` is chosen. PostgreSQL is used when a URL names it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from runtime.store import schema
+
+log = logging.getLogger("irules.store")
+
+DATABASE_FILE = "irules.db"
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or migrated; the message says why and what to do."""
+
+
+def database_url(state_dir: Path | None = None, url: str | None = None) -> str:
+    """Return the SQLAlchemy URL for `--database URL`, or the SQLite file in `--state DIR`."""
+    if url:
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+    if state_dir is None:
+        raise StoreError("no store given: pass --state DIR or --database URL")
+    return f"sqlite:///{state_dir / DATABASE_FILE}"
+
+
+class Store:
+    """The database behind the daemon and the CLI, with write and read transactions."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # One writer at a time in this process. SQLite allows one writer per file, so
+        # queueing here keeps threads from spinning on the busy timeout.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    @classmethod
+    def open(cls, url: str, *, durability: str = "normal", migrate: bool = True) -> Store:
+        """Open (and create, for SQLite) the database at `url`, and bring its schema up to date."""
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"cannot create the state folder {path.parent}: {error.strerror}") from error
+            engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8)
+            _configure_sqlite(engine, durability)
+        else:
+            engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        store = cls(engine)
+        try:
+            if migrate:
+                store.migrate()
+            else:
+                with engine.connect():
+                    pass
+        except sa.exc.OperationalError as error:
+            engine.dispose()
+            raise StoreError(
+                f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {error.orig}"
+            ) from error
+        return store
+
+    def migrate(self) -> None:
+        """Apply every Alembic migration that the database lacks."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self.write() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """Run one write transaction: commit on success, roll back on any exception."""
+        if self._write_lock is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._write_lock, self.engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
+
+    @contextmanager
+    def write_if_free(self) -> Iterator[sa.Connection | None]:
+        """Run a write transaction when no other thread of this process writes to SQLite now, else yield None.
+
+        This lets the event loop write small transactions itself instead of waiting in a
+        worker thread. PostgreSQL always yields None, because its writes wait on the network.
+        """
+        if self._write_lock is None or not self._write_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.exec_driver_sql("ROLLBACK")
+                    raise
+                connection.exec_driver_sql("COMMIT")
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """Run one read transaction that sees a consistent snapshot."""
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection.exec_driver_sql("BEGIN")
+                try:
+                    yield connection
+                finally:
+                    connection.exec_driver_sql("ROLLBACK")
+            else:
+                with connection.begin():
+                    yield connection
+
+    def next_number(self, connection: sa.Connection, name: str) -> int:
+        """Increment the counter `name` and return its new value, inside the caller's transaction."""
+        table = schema.sequences
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        statement = insert(table).values(name=name, value=1)
+        statement = statement.on_conflict_do_update(index_elements=[table.c.name], set_={"value": table.c.value + 1})
+        return connection.execute(statement.returning(table.c.value)).scalar_one()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: sa.Engine, durability: str) -> None:
+    synchronous = {"normal": "NORMAL", "full": "FULL"}[durability]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Autocommit mode in the driver: the store issues BEGIN and COMMIT itself, so
+        # pysqlite never opens or commits a transaction behind its back.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

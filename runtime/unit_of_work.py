@@ -1,0 +1,226 @@
+"""The rows one pipeline batch reads and changes, written back in a few statements.
+
+Applying an event reads an alert row and often an incident row, and changes
+both. One statement per read and per write costs more than the rest of the
+pipeline together. So a batch loads the alert rows it needs in one query and
+keeps every row it touches in memory, and `flush` writes them back with one
+executemany per table. All of it runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from runtime.alerts import FIRING
+from runtime.incidents import ENDED, open_incident
+from runtime.store import Store
+from runtime.store.schema import alerts, incidents, timeline
+
+_IN_CHUNK = 500
+
+_ALERT_COLUMNS = [column.name for column in alerts.columns]
+_INCIDENT_COLUMNS = [column.name for column in incidents.columns if column.name != "id"]
+
+_OPEN = sa.and_(*(incidents.c.status != status for status in ENDED))
+_OPEN_BY_CORRELATION = sa.select(incidents.c.id).where(incidents.c.correlation == sa.bindparam("correlation"), _OPEN)
+_OPEN_BY_RULE = sa.select(incidents.c.id).where(incidents.c.correlation_rule == sa.bindparam("rule"), _OPEN)
+
+_UPDATE_ALERT = (
+    alerts.update()
+    .where(alerts.c.key == sa.bindparam("b_key"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _ALERT_COLUMNS if name != "key"})
+)
+_UPDATE_INCIDENT = (
+    incidents.update()
+    .where(incidents.c.id == sa.bindparam("b_id"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _INCIDENT_COLUMNS})
+)
+
+
+class UnitOfWork:
+    def __init__(self, connection: sa.Connection, store: Store) -> None:
+        self.connection = connection
+        self.store = store
+        self._alerts: dict[str, dict[str, Any]] = {}
+        # Keys looked up and not in the table, so a new alert costs no second query.
+        self._absent: set[str] = set()
+        self._new_alerts: set[str] = set()
+        self._dirty_alerts: set[str] = set()
+        self._incidents: dict[int, dict[str, Any]] = {}
+        self._dirty_incidents: set[int] = set()
+        self._timeline: list[dict[str, Any]] = []
+        # Incidents whose alerts changed: their counts are recounted on flush.
+        self._recount_ids: set[int] = set()
+        # Open incidents by correlation key and by correlate rule, loaded once per key in
+        # this batch and kept current as the batch opens incidents.
+        self._by_correlation: dict[str, set[int]] = {}
+        self._by_rule: dict[str, set[int]] = {}
+        # When the last alert of an incident was resolved in this batch, by incident id.
+        self.quieted_at: dict[int, datetime.datetime] = {}
+
+    # ------------------------------------------------------------ alerts
+
+    def preload_alerts(self, keys: Iterable[str]) -> None:
+        missing_keys = sorted(set(keys) - self._alerts.keys() - self._absent)
+        for start in range(0, len(missing_keys), _IN_CHUNK):
+            chunk = missing_keys[start : start + _IN_CHUNK]
+            for row in self.connection.execute(sa.select(alerts).where(alerts.c.key.in_(chunk))).mappings():
+                self._alerts[row["key"]] = dict(row)
+        self._absent.update(key for key in missing_keys if key not in self._alerts)
+
+    def alert(self, key: str) -> dict[str, Any] | None:
+        if key not in self._alerts and key not in self._absent:
+            self.preload_alerts([key])
+        return self._alerts.get(key)
+
+    def add_alert(self, row: dict[str, Any]) -> None:
+        self._alerts[row["key"]] = row
+        self._absent.discard(row["key"])
+        self._new_alerts.add(row["key"])
+        if row["incident_id"] is not None:
+            self._recount_ids.add(row["incident_id"])
+
+    def change_alert(self, key: str, **values: Any) -> None:
+        row = self._alerts[key]
+        if "status" in values or "incident_id" in values:
+            # An alert that changes state or moves changes the counts of the incidents it leaves and joins.
+            self._recount_ids.update(number for number in (row["incident_id"], values.get("incident_id")) if number is not None)
+        row.update(values)
+        if key not in self._new_alerts:
+            self._dirty_alerts.add(key)
+
+    # ------------------------------------------------------------ incidents
+
+    def incident(self, incident_id: int) -> dict[str, Any]:
+        if incident_id not in self._incidents:
+            row = self.connection.execute(sa.select(incidents).where(incidents.c.id == incident_id)).mappings().one()
+            self._incidents[incident_id] = dict(row)
+        return self._incidents[incident_id]
+
+    def change_incident(self, incident_id: int, **values: Any) -> dict[str, Any]:
+        row = self.incident(incident_id)
+        row.update(values)
+        self._dirty_incidents.add(incident_id)
+        return row
+
+    def open_incident(self, id_format: str, now: datetime.datetime, **fields: Any) -> dict[str, Any]:
+        """Insert a new incident at once (its id is needed for the timeline) and keep it in memory."""
+        row = open_incident(self.connection, self.store, id_format, now, **fields)
+        self._incidents[row["id"]] = {**dict.fromkeys(column.name for column in incidents.columns), **row}
+        self._open_with_correlation(row["correlation"]).add(row["id"])
+        if row["correlation_rule"] is not None:
+            self._open_with_rule(row["correlation_rule"]).add(row["id"])
+        return self._incidents[row["id"]]
+
+    def _open_with_correlation(self, correlation: str) -> set[int]:
+        if correlation not in self._by_correlation:
+            self._by_correlation[correlation] = set(
+                self.connection.execute(_OPEN_BY_CORRELATION, {"correlation": correlation}).scalars()
+            )
+        return self._by_correlation[correlation]
+
+    def _open_with_rule(self, rule: str) -> set[int]:
+        if rule not in self._by_rule:
+            self._by_rule[rule] = set(self.connection.execute(_OPEN_BY_RULE, {"rule": rule}).scalars())
+        return self._by_rule[rule]
+
+    def find_open_incident(self, correlation: str, since: datetime.datetime | None) -> dict[str, Any] | None:
+        """Return the oldest open incident with this correlation key whose last alert is not before `since`."""
+        return self._first_open(self._open_with_correlation(correlation), since)
+
+    def find_related_incidents(self, rule: str, since: datetime.datetime | None) -> list[dict[str, Any]]:
+        """Return open incidents of a correlate rule, oldest first."""
+        ids = self._open_with_rule(rule)
+        self._load_incidents(ids)
+        return [self._incidents[number] for number in sorted(ids) if self._is_open(self._incidents[number], since)]
+
+    def _load_incidents(self, ids: Iterable[int]) -> None:
+        missing_ids = sorted(set(ids) - self._incidents.keys())
+        for start in range(0, len(missing_ids), _IN_CHUNK):
+            chunk = missing_ids[start : start + _IN_CHUNK]
+            for row in self.connection.execute(sa.select(incidents).where(incidents.c.id.in_(chunk))).mappings():
+                self._incidents[row["id"]] = dict(row)
+
+    def _first_open(self, ids: set[int], since: datetime.datetime | None) -> dict[str, Any] | None:
+        self._load_incidents(ids)
+        for number in sorted(ids):
+            row = self.incident(number)
+            if self._is_open(row, since):
+                return row
+        return None
+
+    @staticmethod
+    def _is_open(row: dict[str, Any], since: datetime.datetime | None) -> bool:
+        return row["status"] not in ENDED and (since is None or row["last_alert_at"] >= since)
+
+    def flapping_in(self, incident_id: int) -> bool:
+        """Return whether any alert of the incident is flapping, counting this batch's changes."""
+        stored = self.connection.execute(
+            sa.select(alerts.c.key).where(alerts.c.incident_id == incident_id, alerts.c.flapping.is_(True))
+        ).scalars()
+        keys = set(stored) | {key for key, row in self._alerts.items() if row["incident_id"] == incident_id}
+        return any(self._alerts[key]["flapping"] if key in self._alerts else True for key in keys)
+
+    # ------------------------------------------------------------ timeline
+
+    def add_timeline(
+        self, incident_id: int, at: datetime.datetime, kind: str, actor: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        self._timeline.append(
+            {"incident_id": incident_id, "at": at, "kind": kind, "actor": actor, "message": message, "data": data or {}}
+        )
+
+    # ------------------------------------------------------------ writing back
+
+    def touched_incidents(self) -> set[int]:
+        return set(self._incidents)
+
+    def flush(self) -> None:
+        """Write every new and changed row, then recount the alerts of each touched incident."""
+        connection = self.connection
+        if self._new_alerts:
+            connection.execute(alerts.insert(), [self._alerts[key] for key in sorted(self._new_alerts)])
+        if self._dirty_alerts:
+            connection.execute(
+                _UPDATE_ALERT,
+                [{f"b_{name}": self._alerts[key][name] for name in _ALERT_COLUMNS} for key in sorted(self._dirty_alerts)],
+            )
+        self._recount()
+        if self._dirty_incidents:
+            connection.execute(
+                _UPDATE_INCIDENT,
+                [
+                    {"b_id": number, **{f"b_{name}": self._incidents[number][name] for name in _INCIDENT_COLUMNS}}
+                    for number in sorted(self._dirty_incidents)
+                ],
+            )
+        if self._timeline:
+            connection.execute(timeline.insert(), self._timeline)
+        self._new_alerts.clear()
+        self._dirty_alerts.clear()
+        self._dirty_incidents.clear()
+        self._timeline = []
+
+    def _recount(self) -> None:
+        """Set alert and firing counts of the touched incidents from the alerts table, which is the truth."""
+        touched = sorted(self._recount_ids)
+        self._recount_ids = set()
+        for start in range(0, len(touched), _IN_CHUNK):
+            chunk = touched[start : start + _IN_CHUNK]
+            counts = {number: (0, 0) for number in chunk}
+            firing = sa.func.coalesce(sa.func.sum(sa.case((alerts.c.status == FIRING, 1), else_=0)), 0)
+            query = (
+                sa.select(alerts.c.incident_id, sa.func.count(), firing)
+                .where(alerts.c.incident_id.in_(chunk))
+                .group_by(alerts.c.incident_id)
+            )
+            for number, total, firing_total in self.connection.execute(query):
+                counts[number] = (int(total), int(firing_total))
+            for number, (total, firing_total) in counts.items():
+                row = self.incident(number)
+                if (row["alert_count"], row["firing_count"]) != (total, firing_total):
+                    self.change_incident(number, alert_count=total, firing_count=firing_total)

@@ -1,0 +1,577 @@
+"""End to end: every vendor sample posted to a real daemon running examples/production, read back through the API and the CLI.
+
+The daemon is a child process on a free 127.0.0.1 port with a SQLite store in a
+temporary folder. Every expected severity, team, receiver and grouping below is
+worked out from the production rules and the payloads. The comment beside each
+check names the rule that decides it. SNS envelopes carry AWS signatures that
+only an SNS host can vouch for, and the daemon fetches signing certificates from
+SNS hosts alone, so those samples go through `irules handle` on a local store.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from openapi_spec_validator import validate as validate_openapi
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from compiler import ir
+from compiler.api import check_path
+from runtime.cli import app
+from tests.runtime.daemon_process import FIXTURES, REPO, DaemonProcess, WebhookSigner, fixture_bytes, run_cli
+
+pytestmark = pytest.mark.slow
+
+PRODUCTION = REPO / "examples" / "production"
+ENVIRONMENT = "production"
+# Settings of the developer's shell that the CLI would read instead of its options.
+CLI_ENVIRONMENT: dict[str, str | None] = {
+    name: None
+    for name in ("IRULES_STATE", "IRULES_DATABASE", "IRULES_DAEMON", "IRULES_API_TOKEN", "IRULES_ACTOR", "IRULES_HOOK_TOKEN")
+}
+CREATED_TITLE = "Checkout slow for some customers"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook request: where it goes, which declared source authenticates it, and how many alerts it carries."""
+
+    path: str
+    source: str
+    body: bytes
+    alerts: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Scenario:
+    daemon: DaemonProcess
+    ruleset: ir.Ruleset
+    rules: Path
+    deliveries: list[Delivery]
+
+
+def group_alerts(relative: str) -> int:
+    return len(json.loads(fixture_bytes(relative))["alerts"])
+
+
+def ci_event(check: str, level: str, region: str, status: str, message: str) -> bytes:
+    """Return a body for the `ci-webhook` source, shaped as its `map` block reads it."""
+    return json.dumps(
+        {"check_name": check, "level": level, "runner": {"region": region}, "status": status, "message": message}
+    ).encode()
+
+
+def production_deliveries(rules: Path) -> list[Delivery]:
+    """Return every sample, in the order posted: firings before the resolutions that end them."""
+    deliveries = [
+        Delivery("/hooks/alertmanager", "alertmanager", fixture_bytes(name), group_alerts(name))
+        for name in (
+            "alertmanager/firing-two-alerts.json",
+            "alertmanager/resolved-one-alert.json",
+            "alertmanager/firing-newer-fields-v0.34.json",
+            "alertmanager/firing-unicode-empty-long.json",
+        )
+    ]
+    deliveries += [
+        Delivery("/hooks/grafana", "grafana", fixture_bytes(name), group_alerts(name))
+        for name in ("grafana/firing.json", "grafana/resolved.json", "grafana/firing-nodata-unicode-truncated.json")
+    ]
+    deliveries += [
+        Delivery("/hooks/azure", "azure", fixture_bytes(f"azure/{name}"), 1)
+        for name in ("common-metric-fired.json", "common-metric-resolved.json", "common-metric-dynamic-unicode.json")
+    ]
+    # The same alarm by EventBridge and by SNS raw message delivery (which SNS posts as text/plain), then its OK.
+    deliveries += [
+        Delivery("/hooks/cloudwatch", "cloudwatch", fixture_bytes("cloudwatch/eventbridge-alarm-state-change.json"), 1),
+        Delivery(
+            "/hooks/cloudwatch",
+            "cloudwatch",
+            fixture_bytes("cloudwatch/sns-alarm-raw-delivery.json"),
+            1,
+            {"content-type": "text/plain; charset=UTF-8", "x-amz-sns-rawdelivery": "true"},
+        ),
+        Delivery("/hooks/cloudwatch", "cloudwatch", fixture_bytes("cloudwatch/eventbridge-alarm-state-change-ok.json"), 1),
+    ]
+    examples = rules / "alerts"
+    deliveries += [
+        Delivery("/hooks/alertmanager", "alertmanager", (examples / name).read_bytes(), 1)
+        for name in ("alertmanager-api-latency.json", "alertmanager-database-down.json")
+    ]
+    ci_bodies = [
+        (examples / "ci-webhook-failed.json").read_bytes(),
+        ci_event("ToolCriticalError", "critical", "eu-1", "failed", "lint crashed"),
+        ci_event("FlakyTests", "warning", "eu-1", "failed", "3 flaky tests"),
+        ci_event("FlakyTests", "warning", "us-1", "failed", "2 flaky tests"),
+        ci_event("ToolCriticalError", "critical", "eu-1", "failed", "lint crashed"),
+        ci_event("ToolCriticalError", "critical", "eu-1", "passed", "lint passed"),
+    ]
+    deliveries += [Delivery("/webhooks/ci", "ci-webhook", body, 1) for body in ci_bodies]
+    return deliveries
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    """Post every delivery to one daemon and wait until the pipeline has applied them all."""
+    base = tmp_path_factory.mktemp("e2e")
+    rules = base / "rules"
+    shutil.copytree(PRODUCTION, rules, ignore=shutil.ignore_patterns("build"))
+    ruleset = check_path(rules, ENVIRONMENT).ruleset()
+    signer = WebhookSigner(ruleset.sources, base / "secrets")
+    deliveries = production_deliveries(rules)
+    with DaemonProcess(rules, base / "state", environment=ENVIRONMENT, secrets_dir=signer.folder) as daemon:
+        for delivery in deliveries:
+            response = daemon.post(
+                delivery.path, delivery.body, {**delivery.headers, **signer.headers(delivery.source, delivery.body)}
+            )
+            assert response.status_code == 202, f"{delivery.path}: {response.status_code} {response.text}"
+            assert response.json()["alerts"] == delivery.alerts, response.text
+        daemon.wait_until_applied()
+        yield Scenario(daemon, ruleset, rules, deliveries)
+
+
+def shown_incidents(daemon: DaemonProcess) -> list[dict[str, Any]]:
+    """Return every incident with its alerts and timeline, oldest first."""
+    return [daemon.incident(row["id"]) for row in reversed(daemon.incidents())]
+
+
+def incident_of(daemon: DaemonProcess, alert_name: str, **labels: str) -> dict[str, Any]:
+    """Return the one incident holding an alert of this name (and these labels)."""
+    found = [
+        incident
+        for incident in shown_incidents(daemon)
+        if any(alert["name"] == alert_name and labels.items() <= alert["labels"].items() for alert in incident["alerts"])
+    ]
+    assert len(found) == 1, f"{len(found)} incidents hold alert {alert_name} {labels}: {[item['id'] for item in found]}"
+    return found[0]
+
+
+def alert_named(incident: dict[str, Any], name: str, **labels: str) -> dict[str, Any]:
+    matching = [alert for alert in incident["alerts"] if alert["name"] == name and labels.items() <= alert["labels"].items()]
+    assert len(matching) == 1, f"incident {incident['id']} has {len(matching)} alerts {name} {labels}"
+    return matching[0]
+
+
+def timeline_kinds(incident: dict[str, Any]) -> list[str]:
+    return [entry["kind"] for entry in incident["timeline"]]
+
+
+def irules(*args: str) -> Result:
+    """Run an `irules` command in this process. The daemon it talks to is still a real child process."""
+    result = CliRunner().invoke(app, list(args), env=CLI_ENVIRONMENT)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def irules_json(*args: str) -> Any:
+    result = irules(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+# ---------------------------------------------------------------- Alertmanager
+
+
+def test_alertmanager_group_shares_one_incident(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "HighErrorRate")
+
+    # Without a `service` label the by-service correlation is skipped, so the route's
+    # group_by [alertname, cluster, service] puts both instances in one group.
+    assert {alert["fingerprint"] for alert in incident["alerts"]} == {"1b9ae21d2a813e82", "ce3bf5da5cbba24b"}
+    assert incident["title"] == "HighErrorRate: 5xx ratio above 5% on checkout-api-0.example.com:8080"
+    # `critical when label.severity == "critical"` sets the level, and `match severity = "critical"` sends it to critical-infrastructure.
+    assert incident["severity"] == "critical"
+    assert incident["severity_source"] == "rule"
+    assert incident["receivers"] == ["critical-infrastructure"]
+    # The `team` label is "payments", which is not a team of these rules, and no service matches.
+    assert incident["team"] is None
+    assert incident["services"] == []
+
+
+def test_alertmanager_resolution_ends_one_alert(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "HighErrorRate")
+
+    assert alert_named(incident, "HighErrorRate", instance="checkout-api-0.example.com:8080")["status"] == "resolved"
+    assert alert_named(incident, "HighErrorRate", instance="checkout-api-1.example.com:8080")["status"] == "firing"
+    assert incident["alert_count"] == 2
+    assert incident["firing_count"] == 1
+    assert incident["status"] == "detected"
+    assert timeline_kinds(incident) == ["incident.detected", "alert.added", "alert.added", "alert.resolved"]
+    assert {entry["actor"] for entry in incident["timeline"]} == {"source:alertmanager"}
+
+
+def test_warnings_without_service_go_to_default(scenario: Scenario):
+    crash_loop = incident_of(scenario.daemon, "KubePodCrashLooping")
+    disk = incident_of(scenario.daemon, "DiskWillFillIn4Hours")
+
+    assert crash_loop["id"] != disk["id"]
+    for incident in (crash_loop, disk):
+        # `medium when label.severity == "warning"`: no service, so not the tier-1 rule.
+        assert incident["severity"] == "medium"
+        assert incident["severity_source"] == "rule"
+        # `match severity = "warning", service =~ ".+"` needs a service label, so the root receiver applies.
+        assert incident["receivers"] == ["default"]
+        assert incident["team"] is None
+    assert disk["title"] == "DiskWillFillIn4Hours: ディスク残量が4時間以内に枯渇する見込み 💾🔥"
+    # The payload's second alert is a resolution of an alert never seen firing: it joins nothing.
+    assert [alert["labels"]["instance"] for alert in disk["alerts"]] == ["db-1.example.com:9100"]
+    assert disk["alert_count"] == 1
+
+
+def test_dependent_services_share_incident(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "APIHighLatency")
+
+    # `correlate by-service` with `follow_dependencies`: api depends on database, same cluster.
+    assert alert_named(incident, "DatabaseConnectionsExhausted")["labels"]["service"] == "database"
+    assert incident["services"] == ["api", "database"]
+    assert incident["correlation"] == "by-service:cluster=prod-eu-1,service=api"
+    # api is tier 1, so its warning is high. The database alert is critical and raises the incident.
+    assert alert_named(incident, "APIHighLatency")["severity"] == "high"
+    assert incident["severity"] == "critical"
+    assert incident["team"] == "application"
+    assert incident["receivers"] == ["application", "critical-infrastructure"]
+    assert timeline_kinds(incident) == ["incident.detected", "alert.added", "incident.severity", "alert.added"]
+    assert incident["timeline"][2]["data"] == {"from": "high", "to": "critical"}
+
+
+# ---------------------------------------------------------------- Grafana
+
+
+def test_grafana_rule_instances_share_incident(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "High memory usage")
+
+    # Two zones of one Grafana rule: group_by [alertname, cluster, service] has only alertname to tell them apart.
+    assert {alert["labels"]["zone"]: alert["status"] for alert in incident["alerts"]} == {"eu-1": "resolved", "us-1": "firing"}
+    assert incident["firing_count"] == 1
+    assert incident["status"] == "detected"
+    # No severity label and no rule holds: `else classify ... fallback medium`, and Grafana sends no severity.
+    assert incident["severity"] == "medium"
+    assert incident["severity_source"] == "classify"
+    assert incident["receivers"] == ["default"]
+    assert timeline_kinds(incident) == ["incident.detected", "alert.added", "alert.added", "alert.resolved"]
+    assert {entry["actor"] for entry in incident["timeline"]} == {"source:grafana"}
+
+
+def test_grafana_no_data_alert_opens_own_incident(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "DatasourceNoData")
+
+    assert incident["title"] == "DatasourceNoData: Keine Daten seit 10 Minuten — データなし <b>bold?</b>"
+    assert alert_named(incident, "DatasourceNoData")["labels"]["rulename"] == "Kafka-Lag 📈 (Ü)"
+    assert incident["severity"] == "medium"
+    assert incident["alert_count"] == 1
+
+
+# ---------------------------------------------------------------- Azure Monitor
+
+
+def test_azure_severity_comes_from_sender(scenario: Scenario):
+    cpu = incident_of(scenario.daemon, "vm-checkout-cpu-high")
+    egress = incident_of(scenario.daemon, "storage-egress-anomaly ✨")
+
+    # No rule holds, so Azure's own level comes before the classifier. Sev1 is an error (high) and Sev4 is info (low).
+    assert (cpu["severity"], cpu["severity_source"]) == ("high", "source")
+    assert (egress["severity"], egress["severity_source"]) == ("low", "source")
+    assert alert_named(cpu, "vm-checkout-cpu-high")["labels"]["resource"] == "vm-checkout-01"
+    assert egress["status"] == "detected"
+
+
+def test_azure_resolution_resolves_incident(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "vm-checkout-cpu-high")
+
+    assert incident["status"] == "resolved"
+    assert incident["resolved_at"] is not None
+    assert incident["firing_count"] == 0
+    assert timeline_kinds(incident) == ["incident.detected", "alert.added", "alert.resolved", "incident.status"]
+    assert incident["timeline"][-1]["actor"] == "irules"
+
+
+# ---------------------------------------------------------------- CloudWatch
+
+
+def test_cloudwatch_forms_share_alarm_identity(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "web-cpu-high")
+    alert = alert_named(incident, "web-cpu-high")
+
+    # EventBridge and SNS raw delivery of one alarm ARN are one alert: the second is a repeat.
+    assert incident["alert_count"] == 1
+    assert alert["occurrences"] == 2
+    assert alert["labels"]["region"] == "us-east-1"
+    assert alert["labels"]["metric"] == "AWS/EC2:CPUUtilization"
+    assert alert["labels"]["dimension_AutoScalingGroupName"] == "web-asg"
+    # ALARM carries no sender severity, so the classifier's fallback applies.
+    assert (incident["severity"], incident["severity_source"]) == ("medium", "classify")
+    # The EventBridge OK resolves it, and with it the incident.
+    assert alert["status"] == "resolved"
+    assert incident["status"] == "resolved"
+    assert timeline_kinds(incident) == ["incident.detected", "alert.added", "alert.resolved", "incident.status"]
+
+
+def test_sns_samples_through_handle(scenario: Scenario, tmp_path: Path):
+    def handle(relative: str) -> dict[str, Any]:
+        return irules_json(
+            "handle",
+            "--alert-data",
+            str(FIXTURES / "cloudwatch" / relative),
+            "--rules",
+            str(scenario.rules),
+            "--env",
+            ENVIRONMENT,
+            "--state",
+            str(tmp_path / "state"),
+        )
+
+    alarm = handle("sns-alarm.json")
+    assert (alarm["source"], alarm["kind"]) == ("cloudwatch", "alerts")
+    (web,) = alarm["incidents"]
+    # The SNS `Subject` is the summary.
+    assert web["title"] == 'web-cpu-high: ALARM: "web-cpu-high" in US East (N. Virginia)'
+    assert (web["severity"], web["severity_source"]) == ("medium", "classify")
+
+    (payments,) = handle("sns-alarm-unicode.json")["incidents"]
+    payments_alert = alert_named(payments, "payments-latency-p99 / eu-west-1 / 決済")
+    assert payments_alert["labels"]["region"] == "eu-west-1"
+    assert payments_alert["labels"]["dimension_Service"] == "checkout"
+    assert payments["id"] != web["id"]
+
+    # An OK for an alarm this store never saw firing changes nothing.
+    assert handle("sns-alarm-ok-metric-math.json")["incidents"] == []
+    confirmation = handle("sns-subscription-confirmation.json")
+    assert (confirmation["kind"], confirmation["incidents"]) == ("subscription_confirmation", [])
+
+    # The EventBridge OK of the same alarm ARN resolves what SNS opened.
+    (resolved,) = handle("eventbridge-alarm-state-change-ok.json")["incidents"]
+    assert resolved["id"] == web["id"]
+    assert resolved["status"] == "resolved"
+
+
+# ---------------------------------------------------------------- the custom CI source
+
+
+def test_ci_webhook_groups_by_cluster_and_service(scenario: Scenario):
+    eu = incident_of(scenario.daemon, "ToolCriticalError")
+    us = incident_of(scenario.daemon, "FlakyTests", cluster="us-1")
+    deploy = incident_of(scenario.daemon, "DeployPipelineFailed")
+
+    # `correlate by-service` joins the eu-1 alerts of service ci, while us-1 and prod-eu-1 open other incidents.
+    assert alert_named(eu, "FlakyTests")["labels"]["cluster"] == "eu-1"
+    assert len({eu["id"], us["id"], deploy["id"]}) == 3
+    # The service ci is owned by devops in every case.
+    assert {eu["team"], us["team"], deploy["team"]} == {"devops"}
+    # The critical route's child sends ToolCriticalError to devops, and warnings with a service go to application.
+    assert (eu["severity"], eu["receivers"]) == ("critical", ["devops", "application"])
+    assert (us["severity"], us["receivers"]) == ("medium", ["application"])
+    assert (deploy["severity"], deploy["receivers"]) == ("medium", ["application"])
+
+
+def test_ci_webhook_repeat_and_resolution(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "ToolCriticalError")
+    tool = alert_named(incident, "ToolCriticalError")
+
+    # The repeat is folded in, and `resolved when body.status == "passed"` resolves the alert with the same labels.
+    assert tool["occurrences"] == 2
+    assert tool["status"] == "resolved"
+    assert alert_named(incident, "FlakyTests")["status"] == "firing"
+    assert incident["status"] == "detected"
+    assert timeline_kinds(incident) == ["incident.detected", "alert.added", "alert.added", "alert.resolved"]
+    assert {entry["actor"] for entry in incident["timeline"]} == {"source:ci-webhook"}
+
+
+# ---------------------------------------------------------------- the whole store
+
+
+def test_incident_ids_follow_rules_format(scenario: Scenario):
+    from_alerts = [row for row in shown_incidents(scenario.daemon) if row["title"] != CREATED_TITLE]
+    id_format = scenario.ruleset.settings.incident_id_format
+
+    assert len(from_alerts) == 12
+    for number, incident in enumerate(from_alerts, start=1):
+        year = datetime.datetime.fromisoformat(incident["created_at"]).year
+        assert incident["id"] == id_format.format(year=year, number=number)
+
+
+def test_cli_list_matches_api(scenario: Scenario):
+    url = scenario.daemon.url
+
+    assert irules_json("incidents", "list", "--daemon", url) == scenario.daemon.incidents()
+    devops = irules_json("incidents", "list", "--daemon", url, "--team", "devops")
+    assert sorted(row["title"] for row in devops) == [
+        "DeployPipelineFailed: deploy of api 2026.03.1 failed in stage migrate",
+        "FlakyTests: 2 flaky tests",
+        "ToolCriticalError: lint crashed",
+    ]
+    open_ids = {row["id"] for row in irules_json("incidents", "list", "--daemon", url, "--open")}
+    assert incident_of(scenario.daemon, "web-cpu-high")["id"] not in open_ids
+    assert incident_of(scenario.daemon, "KubePodCrashLooping")["id"] in open_ids
+
+
+def test_cli_process_lists_incidents(scenario: Scenario):
+    result = run_cli("incidents", "list", "--daemon", scenario.daemon.url, "--format", "json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == scenario.daemon.incidents()
+
+
+def test_cli_show_matches_api(scenario: Scenario):
+    incident = incident_of(scenario.daemon, "APIHighLatency")
+
+    assert irules_json("incidents", "show", incident["id"], "--daemon", scenario.daemon.url) == incident
+    text = irules("incidents", "show", incident["id"], "--daemon", scenario.daemon.url)
+    assert text.exit_code == 0, text.output
+    assert "Severity raised from high to critical by alert DatabaseConnectionsExhausted" in text.stdout
+
+
+def test_cli_lifecycle_through_daemon(scenario: Scenario):
+    url = scenario.daemon.url
+    reference = incident_of(scenario.daemon, "FlakyTests", cluster="us-1")["id"]
+
+    acknowledged = irules_json("ack", "--incident-id", reference, "--daemon", url, "--as", "alice")
+    assert (acknowledged["status"], acknowledged["acknowledged_by"]) == ("investigating", "alice")
+
+    updated = irules_json(
+        "update",
+        "--incident-id",
+        reference,
+        "--assignee",
+        "bob",
+        "--severity",
+        "high",
+        "--note",
+        "runner pool drained",
+        "--daemon",
+        url,
+        "--as",
+        "alice",
+    )
+    assert (updated["assignee"], updated["severity"], updated["severity_source"]) == ("bob", "high", "person")
+
+    resolved = irules_json("resolve", "--incident-id", reference, "--note", "runner replaced", "--daemon", url, "--as", "bob")
+    assert resolved["status"] == "resolved"
+    assert resolved["resolved_at"] is not None
+
+    rejected_change = irules("update", "--incident-id", reference, "--status", "detected", "--daemon", url, "--as", "bob")
+    assert rejected_change.exit_code == 1
+    assert "cannot go from resolved to detected" in rejected_change.output
+
+    timeline = scenario.daemon.incident(reference)["timeline"]
+    assert [(entry["kind"], entry["actor"]) for entry in timeline[2:]] == [
+        ("incident.acknowledged", "alice"),
+        ("incident.assigned", "alice"),
+        ("incident.severity", "alice"),
+        ("incident.note", "alice"),
+        ("incident.status", "bob"),
+    ]
+    assert timeline[-1]["message"] == "Status changed from investigating to resolved: runner replaced"
+
+
+def test_cli_create_through_daemon(scenario: Scenario):
+    created = irules_json(
+        "create",
+        "--title",
+        CREATED_TITLE,
+        "--severity",
+        "high",
+        "--services",
+        "api",
+        "--team",
+        "application",
+        "--daemon",
+        scenario.daemon.url,
+        "--as",
+        "carol",
+    )
+
+    shown = scenario.daemon.incident(created["id"])
+    assert (shown["status"], shown["severity"], shown["severity_source"]) == ("detected", "high", "person")
+    assert (shown["team"], shown["services"]) == ("application", ["api"])
+    assert [(entry["kind"], entry["actor"]) for entry in shown["timeline"]] == [("incident.detected", "carol")]
+    year = datetime.datetime.fromisoformat(shown["created_at"]).year
+    assert shown["id"] == scenario.ruleset.settings.incident_id_format.format(year=year, number=shown["number"])
+
+
+# ---------------------------------------------------------------- metrics and the API description
+
+
+def metric_samples(daemon: DaemonProcess) -> dict[str, list[Any]]:
+    response = daemon.client.get("/metrics")
+    assert response.status_code == 200, response.text
+    samples: dict[str, list[Any]] = collections.defaultdict(list)
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[sample.name].append(sample)
+    return samples
+
+
+def test_metrics_count_payloads_by_source(scenario: Scenario):
+    samples = metric_samples(scenario.daemon)
+
+    accepted = {
+        sample.labels["source"]: sample.value
+        for sample in samples["irules_payloads_total"]
+        if sample.labels["outcome"] == "accepted"
+    }
+    assert accepted == dict(collections.Counter(delivery.source for delivery in scenario.deliveries))
+    assert all(sample.labels["outcome"] == "accepted" for sample in samples["irules_payloads_total"])
+
+
+def test_metrics_count_incidents_by_status(scenario: Scenario):
+    samples = metric_samples(scenario.daemon)
+
+    by_status = {sample.labels["status"]: sample.value for sample in samples["irules_incidents"]}
+    assert by_status == dict(collections.Counter(row["status"] for row in scenario.daemon.incidents()))
+    assert by_status["resolved"] >= 2
+
+
+def test_metrics_measure_pipeline_latency(scenario: Scenario):
+    samples = metric_samples(scenario.daemon)
+
+    (count,) = samples["irules_pipeline_latency_seconds_count"]
+    (total,) = samples["irules_pipeline_latency_seconds_sum"]
+    # The histogram has one observation per alert event applied, and the scenario's payloads carry 24 alerts.
+    assert count.value == sum(delivery.alerts for delivery in scenario.deliveries) == 24
+    assert total.value >= 0
+    (pending,) = samples["irules_alert_events_pending"]
+    assert pending.value == 0
+
+
+def test_openapi_is_valid_openapi_31(scenario: Scenario):
+    response = scenario.daemon.client.get("/openapi.json")
+
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    validate_openapi(document)
+
+
+def test_openapi_documents_every_route(scenario: Scenario):
+    from runtime.daemon.app import build_app
+
+    documented = {
+        (path, method) for path, item in scenario.daemon.client.get("/openapi.json").json()["paths"].items() for method in item
+    }
+    served = {
+        (route.path, method.lower())
+        for route in build_app(None).routes  # type: ignore[arg-type]
+        for method in route.methods or ()
+        if method != "HEAD" and route.path not in ("/{path:path}", "/openapi.json")
+    }
+    assert served - documented == set()
+    assert documented - served == set()
+
+
+def test_health_endpoints(scenario: Scenario):
+    assert scenario.daemon.client.get("/healthz").status_code == 200
+    assert scenario.daemon.client.get("/readyz").text == "ready\n"
+    status = scenario.daemon.status()
+    assert status["ready"] is True
+    assert status["rules"]["environment"] == ENVIRONMENT
+    assert status["rules"]["last_error"] == []
