@@ -44,6 +44,9 @@ def stringify(value: Any) -> str | None:
 
 def cap(text: str, max_bytes: int) -> tuple[str, int | None]:
     """Return `text` cut to `max_bytes` of UTF-8 (ending in `…`), and its original size when it was cut."""
+    if len(text) * 4 <= max_bytes:
+        # No character takes more than 4 bytes in UTF-8, so short text needs no encoding.
+        return text, None
     encoded = text.encode()
     if len(encoded) <= max_bytes:
         return text, None

@@ -105,14 +105,8 @@ class Store:
             with self.engine.begin() as connection:
                 yield connection
             return
-        with self._write_lock, self.engine.connect() as connection:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.exec_driver_sql("ROLLBACK")
-                raise
-            connection.exec_driver_sql("COMMIT")
+        with self._write_lock, self._immediate() as connection:
+            yield connection
 
     @contextmanager
     def write_if_free(self) -> Iterator[sa.Connection | None]:
@@ -125,16 +119,22 @@ class Store:
             yield None
             return
         try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                except BaseException:
-                    connection.exec_driver_sql("ROLLBACK")
-                    raise
-                connection.exec_driver_sql("COMMIT")
+            with self._immediate() as connection:
+                yield connection
         finally:
             self._write_lock.release()
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sa.Connection]:
+        """Run one SQLite transaction that takes the write lock at its start, so it never fails on a lock upgrade."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
