@@ -327,7 +327,14 @@ def target_lines(
     ours, theirs = figures["irules"][1], figures["alertmanager"][1]
     sent, stored = throughput["alerts_sent"], throughput["alert_events_stored"]
     memory_sent, memory_stored = memory["alerts_sent"], memory["alert_events_stored"]
+    ours_100, theirs_100 = figures["irules"][100], figures["alertmanager"][100]
+    largest = max(memory["rows"], key=lambda row: row["alerts"])
+    ours_kib = max(largest["irules_stored_kib"], largest["irules_applied_kib"])
     return [
+        f"- Batch 100, irules at least as many alerts/s as Alertmanager: {ours_100['alerts_median']:,.0f} against "
+        f"{theirs_100['alerts_median']:,.0f} (median): {_verdict(ours_100['alerts_median'] >= theirs_100['alerts_median'])}.",
+        f"- Memory at {largest['alerts']:,} active alerts no more than Alertmanager's: irules {ours_kib / 1024:,.0f} MiB "
+        f"against {largest['alertmanager_kib'] / 1024:,.0f} MiB: {_verdict(ours_kib <= largest['alertmanager_kib'])}.",
         f"- Batch 1, irules at least as fast as Alertmanager: {ours['requests_median']:,.0f} against "
         f"{theirs['requests_median']:,.0f} requests/s (median): {_verdict(ours['requests_median'] >= theirs['requests_median'])}.",
         f"- Batch 1, about {TARGET_REQUESTS_PER_S:,} requests/s: irules {ours['requests_median']:,.0f} (median): "

@@ -42,8 +42,9 @@ def list_dead_letters(
 def replay(store: Store, ruleset: ir.Ruleset, number: int, now: datetime.datetime) -> dict[str, Any]:
     """Replay one dead letter and return what happened: `replayed` with the payload id, or `failed` or `skipped` with the reason.
 
-    Requests rejected for failed authentication (401, 403) or an unknown source (404)
-    may come from anyone, so they are never replayed.
+    Requests rejected for failed authentication (401, 403), an unknown source (404) or
+    credentials the daemon could not check (503, which senders retry) may come from
+    anyone, so they are never replayed.
     """
     with store.read() as connection:
         row = connection.execute(sa.select(dead_letters).where(dead_letters.c.id == number)).mappings().first()
@@ -53,7 +54,7 @@ def replay(store: Store, ruleset: ir.Ruleset, number: int, now: datetime.datetim
         return {
             "id": number,
             "outcome": "skipped",
-            "detail": f"rejected with {row['status']} (authentication or unknown source); such requests are never replayed",
+            "detail": f"rejected with {row['status']} before the sender was authenticated; such requests are never replayed",
             "payload_id": None,
         }
     if row["replayed_at"] is not None and row["payload_id"] is not None:

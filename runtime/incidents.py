@@ -205,14 +205,19 @@ def update(store: Store, reference: str, change: Change, actor: str, now: dateti
                     values["resolved_at"] = now
             elif row["status"] in ENDED:
                 values["resolved_at"] = None
+            message = f"Status changed from {row['status']} to {change.status}" + (f": {change.note}" if change.note else "")
+            if change.status in ENDED and row["firing_count"]:
+                # The alerts keep firing at their sources; their repeats stay folded into this
+                # incident and do not reopen it, so a person's decision stands.
+                message += f" ({row['firing_count']} of its alerts still firing)"
             add_timeline(
                 connection,
                 row["id"],
                 now,
                 "incident.status",
                 actor,
-                f"Status changed from {row['status']} to {change.status}" + (f": {change.note}" if change.note else ""),
-                {"from": row["status"], "to": change.status},
+                message,
+                {"from": row["status"], "to": change.status, "firing": row["firing_count"]},
             )
         if change.assignee is not None and change.assignee != row["assignee"]:
             values["assignee"] = change.assignee

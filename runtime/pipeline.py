@@ -44,10 +44,11 @@ KEPT_HEADERS = frozenset(
     }
 )
 DEAD_LETTER_BODY_LIMIT = 256 * 1024
-# Requests that failed authentication or named no source may come from anyone, so only
-# enough of them is kept to see what they were; they are never replayed.
+# Requests that failed authentication, named no source, or could not be authenticated
+# (503, which senders retry) may come from anyone, so only enough of them is kept to see
+# what they were; they are never replayed.
 UNTRUSTED_BODY_LIMIT = 4 * 1024
-UNTRUSTED_STATUSES = frozenset({401, 403, 404})
+UNTRUSTED_STATUSES = frozenset({401, 403, 404, 503})
 BATCH_SIZE = 200
 
 

@@ -145,6 +145,9 @@ class Policy:
         from_source = SOURCE_SEVERITY_LEVELS.get(alert.source_severity or "")
         if open_level and from_source is not None:
             severity, severity_source = from_source, "source"
+        elif decision.source == "classify":
+            # No classifier yet: the level is the policy's fallback.
+            severity_source = "fallback"
         paths = self.router.trace(alert.labels)
         receivers = list(dict.fromkeys(path[-1].receiver for path in paths))
         team = self._team_for(service, alert.labels, receivers)

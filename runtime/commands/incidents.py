@@ -404,9 +404,13 @@ def dead_letters_command(
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2))
         return
+    if rows:
+        print(f"{'ID':>6}  {'RECEIVED':<19}  {'SOURCE':<14} STATUS  {'REPLAY':<28} REASON")
     for row in rows:
         replayed = f"replayed {row['replayed_at'][:19]}" if row["replayed_at"] else "pending"
-        print(f"{row['id']:>6}  {row['received_at'][:19]}  {row['source']:<14} {row['status']}  {replayed:<28} {row['reason']}")
+        print(
+            f"{row['id']:>6}  {row['received_at'][:19]}  {row['source']:<14} {row['status']:<6}  {replayed:<28} {row['reason']}"
+        )
 
 
 def replay_command(
@@ -419,14 +423,18 @@ def replay_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """Feed dead letters through the current rules again, after a fix. Exit 1 when any fails again."""
-    backend = _backend(state, database, daemon, rules, env)
     from runtime.client import BackendError
+    from runtime.pipeline import UNTRUSTED_STATUSES
+
+    backend = _backend(state, database, daemon, rules, env)
 
     try:
         numbers = list(
             ids
             or [
-                row["id"] for row in backend.dead_letters(None) if not row["replayed_at"] and row["status"] not in (401, 403, 404)
+                row["id"]
+                for row in backend.dead_letters(None)
+                if not row["replayed_at"] and row["status"] not in UNTRUSTED_STATUSES
             ]
         )
         results = [backend.replay(number) for number in sorted(numbers)]

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -403,6 +404,14 @@ async def replay_dead_letter(request: Request, daemon: Daemon) -> Response:
     return JSONResponse(result)
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Answer Starlette's own errors (no such path, wrong method) in the API's JSON form."""
+    assert isinstance(error, HTTPException)
+    return JSONResponse(
+        {"error": f"{error.detail}: {request.method} {request.url.path}"}, status_code=error.status_code, headers=error.headers
+    )
+
+
 def build_app(daemon: Daemon) -> Starlette:
     routes = [
         Route("/hooks/{source}", hook, methods=["POST", "PUT"]),
@@ -427,6 +436,6 @@ def build_app(daemon: Daemon) -> Starlette:
     # Custom sources may declare a path of their own, such as `/webhooks/ci`; the path is
     # looked up in the ruleset in force at request time, so a reload can add one.
     routes.append(Route("/{path:path}", custom_path_hook, methods=["POST", "PUT"]))
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.daemon = daemon
     return app

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import sqlalchemy as sa
 
+from compiler.ir import BUILTIN_SOURCES
 from runtime.daemon.metrics import Metrics
 from runtime.daemon.rules import RulesState
 from runtime.daemon.writer import Writer
@@ -113,11 +114,34 @@ class Daemon:
         self.metrics.reloads.labels("ok" if loaded else "failed").inc()
         if not loaded:
             raise SystemExit(f"irules daemon: the rules in {self.config.rules} have errors; fix them and start again")
+        self.warn_about_configuration()
         self.writer = Writer(self.store, on_commit=self.wake_pipeline)
         self.pipeline = Pipeline(self.store, self.rules.current)
         self.ready = True
 
     # ------------------------------------------------------------ background work
+
+    def warn_about_configuration(self) -> None:
+        """Log what would make requests fail or leave the daemon open: missing secrets, sources without auth, no API token."""
+        ruleset = self.rules.current().ruleset
+        secrets = self.secrets()
+        if secrets.folder is not None and not secrets.folder.is_dir():
+            log.warning("secrets folder %s does not exist; secrets come from environment variables only", secrets.folder)
+        for source in ruleset.sources:
+            for method in source.auth:
+                if method.secret is not None and secrets.get(method.secret.secret) is None:
+                    log.error(
+                        "source %s: secret %s is not set (no environment variable, no file in %s); its requests will get 503",
+                        source.name,
+                        method.secret.secret,
+                        secrets.folder or "no secrets folder",
+                    )
+        declared = {source.name for source in ruleset.sources if source.auth}
+        for name in BUILTIN_SOURCES:
+            if name not in declared and not self.config.allow_unauthenticated:
+                log.info("source %s declares no auth, so its requests are rejected with 401", name)
+        if not self.config.api_token and self.config.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("the incident API on %s needs no token; set IRULES_API_TOKEN to require one", self.config.host)
 
     async def run_pipeline(self) -> None:
         """Apply stored events in batches, and settle flapping alerts now and then.
@@ -180,6 +204,8 @@ class Daemon:
         async for _changes in changes:
             loaded = await anyio.to_thread.run_sync(self.rules.reload)
             self.metrics.reloads.labels("ok" if loaded else "failed").inc()
+            if loaded:
+                self.warn_about_configuration()
 
     async def serve(self) -> None:
         import uvicorn

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 
 from compiler import ir
@@ -37,6 +38,8 @@ GRAFANA_HMAC_HEADER = "X-Grafana-Alerting-Signature"
 HMAC_ALGORITHMS = ("sha1", "sha256", "sha512")
 
 SecretLookup = Callable[[str], str | None]
+
+log = logging.getLogger("irules.auth")
 
 
 def authenticate(
@@ -62,7 +65,8 @@ def authenticate(
     Raises:
         Rejected: 401 for missing credentials or no `auth` declared, 403 for
         wrong ones, 404 for an unknown source, 400 for an SNS message that
-        cannot be read, 503 when an SNS certificate cannot be fetched.
+        cannot be read, 503 when an SNS certificate cannot be fetched or a
+        secret the source needs is not set.
     """
     declaration = declared_source(ruleset, source)
     if declaration is None and source not in BUILTIN_SOURCES:
@@ -81,8 +85,24 @@ def authenticate(
         if failure is None:
             return
         failures.append(failure)
-    status = 403 if any(status == 403 for status, _ in failures) else 401
+    codes = {code for code, _reason in failures}
+    status = next(code for code in (403, 503, 401) if code in codes)
     raise Rejected(status, "; ".join(reason for code, reason in failures if code == status))
+
+
+_reported_missing: set[tuple[str, str]] = set()
+
+
+def _log_missing_secret(source: str, name: str) -> None:
+    """Log each missing secret once per process as an error, later requests at debug level."""
+    level = logging.DEBUG if (source, name) in _reported_missing else logging.ERROR
+    _reported_missing.add((source, name))
+    log.log(
+        level,
+        "secret %s of source %s is not set (no environment variable and no file in the secrets folder); requests get 503",
+        name,
+        source,
+    )
 
 
 def _no_auth_reason(source: str) -> str:
@@ -123,7 +143,11 @@ def _check_method(source: str, method: ir.SourceAuth, inbound: Inbound, secrets:
     name = method.secret.secret
     secret = secrets(name)
     if secret is None:
-        return 401, f"secret `{name}` for `auth {method.kind}` of source `{source}` is not set"
+        # The daemon's configuration is at fault, not the sender: 503 makes Alertmanager and
+        # SNS retry until the secret is set. The response does not name the secret, because
+        # the caller is not authenticated; the log does.
+        _log_missing_secret(source, name)
+        return 503, f"the daemon cannot check credentials for source `{source}` now: its secret is not configured; retry later"
     if method.kind == "bearer":
         return _check_bearer(inbound, secret)
     if method.kind == "hmac":

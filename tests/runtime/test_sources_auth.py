@@ -150,11 +150,15 @@ def test_auth_none_passes(ruleset: object) -> None:
     check("open", {}, ruleset)
 
 
-def test_missing_secret_names_it(ruleset: object) -> None:
-    error = rejection("unset", {"authorization": "Bearer anything"}, ruleset)
-    assert error.status == 401
-    assert "secret `NOT_SET`" in error.reason
+def test_missing_secret_is_503(ruleset: object, caplog: pytest.LogCaptureFixture) -> None:
+    # The daemon's own configuration is at fault: the sender is told to retry and is not told the secret's name.
+    with caplog.at_level("ERROR", logger="irules.auth"):
+        error = rejection("unset", {"authorization": "Bearer anything"}, ruleset)
+    assert error.status == 503
+    assert "retry later" in error.reason
+    assert "NOT_SET" not in error.reason
     assert "anything" not in error.reason
+    assert "secret NOT_SET of source unset is not set" in caplog.text
 
 
 def test_source_without_auth_is_unauthorized(ruleset: object) -> None:

@@ -1,0 +1,78 @@
+"""Daemon start-up checks and HTTP errors, in-process: warnings about its configuration, JSON error bodies."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from runtime.daemon.app import build_app
+from runtime.daemon.service import Daemon, DaemonConfig
+
+RULES = """
+source alertmanager {
+  auth bearer secret("IRULES_TEST_MISSING_TOKEN")
+}
+
+source deploys {
+  auth none
+}
+
+receiver ops {
+  webhook "http://127.0.0.1:9/ops"
+}
+
+route {
+  receiver ops
+}
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Daemon:
+    (tmp_path / "rules.irules").write_text(RULES, encoding="utf-8")
+    config = DaemonConfig(
+        rules=tmp_path,
+        environment=None,
+        database_url=f"sqlite:///{tmp_path / 'irules.db'}",
+        host="0.0.0.0",
+        secrets_dir=tmp_path / "nowhere",
+    )
+    loaded = Daemon(config)
+    assert loaded.rules.reload()
+    return loaded
+
+
+def test_missing_secret_logged_at_start(daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="irules.daemon"):
+        daemon.warn_about_configuration()
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(
+        "secret IRULES_TEST_MISSING_TOKEN is not set" in message and "source alertmanager" in message for message in messages
+    )
+    assert any("secrets folder" in message and "does not exist" in message for message in messages)
+    assert any("source grafana declares no auth" in message for message in messages)
+    assert not any("source alertmanager declares no auth" in message for message in messages)
+    assert any("incident API on 0.0.0.0 needs no token" in message for message in messages)
+
+
+def get(daemon: Daemon, path: str) -> httpx.Response:
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=build_app(daemon))
+        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as client:
+            return await client.get(path)
+
+    return anyio.run(fetch)
+
+
+def test_unknown_path_is_json(daemon: Daemon) -> None:
+    response = get(daemon, "/nothing/here")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == "Method Not Allowed: GET /nothing/here"
+    missing = get(daemon, "/api/v1/incidents/INC-1/unknown")
+    assert missing.status_code in (404, 405)
+    assert "error" in missing.json()
