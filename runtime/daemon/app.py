@@ -1,6 +1,6 @@
 """The daemon's HTTP interface (Starlette): webhooks, the incident API, health and metrics.
 
-Webhooks answer 202 only after the payload is committed (see `writer`). A
+Webhooks respond 202 only after the payload is committed (see `writer`). A
 request that cannot become alerts gets a 4xx with the reason as JSON, a log
 line, and a dead letter when it carried a body. Storage trouble answers 503,
 which Alertmanager and SNS retry.
@@ -405,7 +405,7 @@ async def replay_dead_letter(request: Request, daemon: Daemon) -> Response:
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
-    """Answer Starlette's own errors (no such path, wrong method) in the API's JSON form."""
+    """Return Starlette's own errors (no such path, wrong method) in the API's JSON form."""
     assert isinstance(error, HTTPException)
     return JSONResponse(
         {"error": f"{error.detail}: {request.method} {request.url.path}"}, status_code=error.status_code, headers=error.headers

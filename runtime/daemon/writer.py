@@ -3,7 +3,7 @@
 Each request hands its payload to the writer and waits. The writer takes every
 payload that is waiting (up to a limit), stores them in one transaction in a
 worker thread, and then wakes each request with its payload id or the error.
-A request answers 2xx only after that commit, so a 2xx always means stored,
+A request gets its 2xx only after that commit, so a 2xx always means stored,
 while many concurrent senders cost one commit instead of one each.
 """
 
@@ -36,7 +36,7 @@ class _Pending:
 
 
 class Overloaded(Exception):
-    """The writer's queue is full; the request should be answered with 503 so the sender retries."""
+    """The writer's queue is full; the request gets a 503 so the sender retries."""
 
 
 class Writer:

@@ -28,7 +28,7 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 class StoreError(Exception):
-    """The store cannot be opened or migrated; the message says why and what to do."""
+    """The store cannot be opened or migrated; the message gives the reason and the fix."""
 
 
 def database_url(state_dir: Path | None = None, url: str | None = None) -> str:
@@ -138,7 +138,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """Run one read transaction that sees a consistent snapshot."""
+        """Run one read transaction on a consistent snapshot."""
         with self.engine.connect() as connection:
             if self.is_sqlite:
                 connection.exec_driver_sql("BEGIN")
