@@ -15,7 +15,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from compiler.expr import SEVERITY_LEVELS
-from runtime.alerts import FIRING
 from runtime.policy import format_incident_id
 from runtime.store import Store
 from runtime.store.schema import alerts, incidents, timeline
@@ -109,60 +108,6 @@ def open_incident(
         {"severity": severity, "team": team, "services": services, "correlation": correlation},
     )
     return {"id": incident_id, **values}
-
-
-def count_alerts(connection: sa.Connection, incident_id: int, now: datetime.datetime) -> int:
-    """Store the incident's alert and firing counts and return how many of its alerts fire."""
-    total, firing = connection.execute(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((alerts.c.status == FIRING, 1), else_=0)), 0)).where(
-            alerts.c.incident_id == incident_id
-        )
-    ).one()
-    connection.execute(
-        incidents.update().where(incidents.c.id == incident_id).values(alert_count=total, firing_count=firing, updated_at=now)
-    )
-    return int(firing)
-
-
-def resolve_if_quiet(connection: sa.Connection, incident_id: int, now: datetime.datetime) -> bool:
-    """Resolve an open incident whose alerts are all resolved and none flapping; return whether it was resolved."""
-    flapping = connection.execute(
-        sa.select(sa.func.count()).where(alerts.c.incident_id == incident_id, alerts.c.flapping.is_(True))
-    ).scalar_one()
-    if flapping:
-        return False
-    row = connection.execute(sa.select(incidents.c.status).where(incidents.c.id == incident_id)).first()
-    if row is None or row.status in ENDED:
-        return False
-    connection.execute(
-        incidents.update().where(incidents.c.id == incident_id).values(status="resolved", resolved_at=now, updated_at=now)
-    )
-    add_timeline(
-        connection,
-        incident_id,
-        now,
-        "incident.status",
-        "irules",
-        "Resolved: every alert resolved",
-        {"from": row.status, "to": "resolved"},
-    )
-    return True
-
-
-def reopen(connection: sa.Connection, incident: Any, now: datetime.datetime, reason: str) -> None:
-    status = "investigating" if incident["acknowledged_at"] else "detected"
-    connection.execute(
-        incidents.update().where(incidents.c.id == incident["id"]).values(status=status, resolved_at=None, updated_at=now)
-    )
-    add_timeline(
-        connection,
-        incident["id"],
-        now,
-        "incident.reopened",
-        "irules",
-        f"Reopened: {reason}",
-        {"from": incident["status"], "to": status},
-    )
 
 
 # ---------------------------------------------------------------- operations by people

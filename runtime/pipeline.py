@@ -130,20 +130,45 @@ def record_dead_letter(
     body_limit: int = DEAD_LETTER_BODY_LIMIT,
 ) -> int:
     """Keep a request that did not become alerts, with the reason; a body over `body_limit` bytes is cut."""
-    body = inbound.body[:body_limit]
     with store.write() as connection:
-        return connection.execute(
-            dead_letters.insert().values(
-                source=source[:200],
-                received_at=inbound.received_at,
-                status=status,
-                reason=reason,
-                body=body,
-                body_truncated=len(inbound.body) > len(body),
-                headers=kept_headers(inbound.headers),
-                payload_id=payload_id,
-            )
-        ).inserted_primary_key[0]
+        return insert_dead_letter(
+            connection,
+            source,
+            inbound.received_at,
+            status,
+            reason,
+            inbound.body,
+            kept_headers(inbound.headers),
+            payload_id,
+            body_limit,
+        )
+
+
+def insert_dead_letter(
+    connection: sa.Connection,
+    source: str,
+    received_at: datetime.datetime,
+    status: int,
+    reason: str,
+    body: bytes,
+    headers: dict[str, str],
+    payload_id: int | None = None,
+    body_limit: int = DEAD_LETTER_BODY_LIMIT,
+) -> int:
+    """Insert a dead letter in the caller's transaction and return its id; a body over `body_limit` bytes is cut."""
+    kept = body[:body_limit]
+    return connection.execute(
+        dead_letters.insert().values(
+            source=source[:200],
+            received_at=received_at,
+            status=status,
+            reason=reason,
+            body=kept,
+            body_truncated=len(body) > len(kept),
+            headers=headers,
+            payload_id=payload_id,
+        )
+    ).inserted_primary_key[0]
 
 
 class Pipeline:
@@ -232,19 +257,10 @@ class Pipeline:
                 event.payload_id,
             )
             payload = connection.execute(sa.select(payloads).where(payloads.c.id == event.payload_id)).mappings().one()
-            body = payload["body"][:DEAD_LETTER_BODY_LIMIT]
-            connection.execute(
-                dead_letters.insert().values(
-                    source=payload["source"],
-                    received_at=event.received_at,
-                    status=500,
-                    reason=f"alert event {event.id} of payload {event.payload_id} failed in the pipeline: {type(error).__name__}: {error}",
-                    body=body,
-                    body_truncated=len(payload["body"]) > len(body),
-                    headers=payload["headers"],
-                    payload_id=None,
-                )
+            reason = (
+                f"alert event {event.id} of payload {event.payload_id} failed in the pipeline: {type(error).__name__}: {error}"
             )
+            insert_dead_letter(connection, payload["source"], event.received_at, 500, reason, payload["body"], payload["headers"])
             return "failed"
         savepoint.commit()
         return outcome

@@ -176,9 +176,6 @@ class UnitOfWork:
 
     # ------------------------------------------------------------ writing back
 
-    def touched_incidents(self) -> set[int]:
-        return set(self._incidents)
-
     def flush(self) -> None:
         """Write every new and changed row, then recount the alerts of each touched incident."""
         connection = self.connection

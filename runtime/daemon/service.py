@@ -239,15 +239,12 @@ class Daemon:
             self.writer.close()
             self._wakeup.set()
             with anyio.move_on_after(30):
-                while not self._pipeline_done(group):
+                while self._pending_events():
                     await anyio.sleep(0.05)
             group.cancel_scope.cancel()
         if self.store is not None:
             self.store.close()
         log.info("stopped")
-
-    def _pipeline_done(self, _group: anyio.abc.TaskGroup) -> bool:
-        return self._pending_events() == 0
 
 
 def _ignore_stop_signals_after_serve() -> None:
