@@ -153,7 +153,7 @@ def update(store: Store, reference: str, change: Change, actor: str, now: dateti
             message = f"Status changed from {row['status']} to {change.status}" + (f": {change.note}" if change.note else "")
             if change.status in ENDED and row["firing_count"]:
                 # The alerts keep firing at their sources; their repeats stay folded into this
-                # incident and do not reopen it, so a person's decision stands.
+                # incident and do not reopen it, so the decision of a person is kept.
                 message += f" ({row['firing_count']} of its alerts still firing)"
             add_timeline(
                 connection,

@@ -45,8 +45,8 @@ KEPT_HEADERS = frozenset(
 )
 DEAD_LETTER_BODY_LIMIT = 256 * 1024
 # Requests that failed authentication, named no source, or could not be authenticated
-# (503, which senders retry) may come from anyone, so only enough of them is kept to see
-# what they were; they are never replayed.
+# (503, which senders retry) may come from anyone. So only enough of each is kept to see
+# what it was, and none is ever replayed.
 UNTRUSTED_BODY_LIMIT = 4 * 1024
 UNTRUSTED_STATUSES = frozenset({401, 403, 404, 503})
 BATCH_SIZE = 200
@@ -175,7 +175,7 @@ class Pipeline:
     """Applies stored alert events to alerts and incidents under the current policy.
 
     An incident is resolved when, at the end of a batch, every one of its alerts is
-    resolved and none is flapping; it takes the time of the last resolution.
+    resolved and none is flapping. It takes the time of the last resolution.
     """
 
     def __init__(self, store: Store, policy: Callable[[], Policy], clock: Clock = utc_now) -> None:
@@ -228,7 +228,7 @@ class Pipeline:
                     for row, outcome in zip(rows, outcomes, strict=True)
                 ],
             )
-        # Handed to metrics after the commit; bounded, in case nobody collects it.
+        # Handed to metrics after the commit, and bounded in case no caller collects it.
         applied = [(row.received_at, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
         self._applied = [*self._applied, *applied][-10_000:]
         return len(rows)

@@ -183,7 +183,7 @@ class Policy:
         return None
 
     def _correlation(self, alert: Alert, service: ir.Service | None, paths: list[list[ir.Route]]) -> Correlation:
-        """Return the first correlate rule whose condition holds and whose `by` labels all have values.
+        """Return the first correlate rule whose condition is true and whose `by` labels all have values.
 
         A rule whose labels are missing on the alert is skipped rather than applied with
         empty values, which would put every such alert into one incident.

@@ -1,4 +1,4 @@
-"""The README's first command does what the README says it does."""
+"""The README's first command produces the output the README shows."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def daemon_command(
     """Run the incident daemon: webhooks in, incidents out, rules reloaded on every save.
 
     Settings come from flags first, then IRULES_* environment variables, then the rules.
-    The API asks for `Authorization: Bearer <token>` when IRULES_API_TOKEN is set.
+    The API requires `Authorization: Bearer <token>` when IRULES_API_TOKEN is set.
     """
     import os
 

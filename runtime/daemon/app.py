@@ -2,7 +2,7 @@
 
 Webhooks respond 202 only after the payload is committed (see `writer`). A
 request that cannot become alerts gets a 4xx with the reason as JSON, a log
-line, and a dead letter when it carried a body. Storage trouble answers 503,
+line, and a dead letter when it carried a body. A storage failure gets 503,
 which Alertmanager and SNS retry.
 """
 
@@ -90,7 +90,7 @@ async def hook(request: Request) -> Response:
 
     try:
         # Checking an SNS signature may fetch the signing certificate over HTTPS, so that
-        # source runs in a worker thread; the others are pure and stay on the event loop.
+        # source runs in a worker thread. The others are pure and stay on the event loop.
         accepted = await anyio.to_thread.run_sync(normalise) if source == "cloudwatch" else normalise()
     except Rejected as rejected:
         return await _reject(daemon, source, inbound, rejected)

@@ -76,7 +76,7 @@ class Writer:
         items = [pending.item for pending in batch]
         try:
             # A free SQLite writer commits a small batch faster on the event loop than a
-            # round trip through a worker thread; a busy one is waited for in a thread.
+            # round trip through a worker thread. A busy one is waited for in a thread.
             ids = accept_if_free(self.store, items) if len(items) <= INLINE_BATCH else None
             if ids is None:
                 ids = await anyio.to_thread.run_sync(accept, self.store, items)

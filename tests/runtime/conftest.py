@@ -2,7 +2,7 @@
 
 PostgreSQL tests get a schema of their own (dropped afterwards), so they never see
 each other's rows. Set IRULES_TEST_POSTGRES to another URL to use another server;
-when none answers, the PostgreSQL variants fail rather than skip, because the
+when none responds, the PostgreSQL variants fail rather than skip, because the
 store promises to work on it.
 """
 

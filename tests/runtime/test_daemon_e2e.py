@@ -471,7 +471,7 @@ def test_cli_lifecycle_through_daemon(scenario: Scenario):
         ("incident.note", "alice"),
         ("incident.status", "bob"),
     ]
-    # The CI alert still fires at its source; the timeline says so, and the resolution stands.
+    # The CI alert still fires at its source; the timeline records that, and the resolution is kept.
     assert (
         timeline[-1]["message"] == "Status changed from investigating to resolved: runner replaced (1 of its alerts still firing)"
     )

@@ -151,7 +151,7 @@ def test_auth_none_passes(ruleset: object) -> None:
 
 
 def test_missing_secret_is_503(ruleset: object, caplog: pytest.LogCaptureFixture) -> None:
-    # The daemon's own configuration is at fault: the sender is told to retry and is not told the secret's name.
+    # The daemon's own configuration is at fault: the response asks the sender to retry and leaves out the secret's name.
     with caplog.at_level("ERROR", logger="irules.auth"):
         error = rejection("unset", {"authorization": "Bearer anything"}, ruleset)
     assert error.status == 503
