@@ -1,9 +1,9 @@
 """The two servers of `ingest_bench.py`: the irules daemon and Alertmanager, each on a free loopback port.
 
 Both get a scratch folder of their own and write their logs there. Neither
-sends a notification: the daemon sends none (its only outbound request confirms
-SNS subscriptions), and Alertmanager's only receiver has no integration, so its
-notification pipeline runs and sends nothing.
+sends a notification: the daemon runs with `--no-notify` (the example's
+channels point at `example.com`), and Alertmanager's only receiver has no
+integration, so its notification pipeline runs and sends nothing.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def irules_command(folder: Path, port: int) -> list[str]:
         f"127.0.0.1:{port}",
         "--allow-unauthenticated",
         "--no-watch",
+        "--no-notify",
         "--secrets-dir",
         str(folder / "secrets"),
     ]

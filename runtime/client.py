@@ -25,6 +25,8 @@ class Backend(Protocol):
     def acknowledge(self, reference: str, actor: str) -> dict[str, Any]: ...
     def dead_letters(self, source: str | None) -> list[dict[str, Any]]: ...
     def replay(self, number: int) -> dict[str, Any]: ...
+    def notifications(self, status: str | None, incident: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def retry_notification(self, number: int) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -79,8 +81,14 @@ class LocalBackend:
             services=services,
             team=team,
             actor=actor,
+            policy=self._policy() if self._rules else None,
         )
         return incident_ops.to_json(row)
+
+    def _policy(self):
+        from runtime.policy import Policy
+
+        return Policy(self.ruleset())
 
     def update(self, reference: str, change: incident_ops.Change, actor: str) -> dict[str, Any]:
         return incident_ops.to_json(self._run(incident_ops.update, self.store, reference, change, actor, _now()))
@@ -92,6 +100,16 @@ class LocalBackend:
         from runtime import dead_letters
 
         return dead_letters.list_dead_letters(self.store, source=source)
+
+    def notifications(self, status: str | None, incident: str | None, limit: int) -> list[dict[str, Any]]:
+        from runtime.notify import queries
+
+        return self._run(queries.list_notifications, self.store, status=status, incident=incident, limit=limit)
+
+    def retry_notification(self, number: int) -> dict[str, Any]:
+        from runtime.notify import queries
+
+        return self._run(queries.retry, self.store, number, _now())
 
     def replay(self, number: int) -> dict[str, Any]:
         from runtime import dead_letters
@@ -171,6 +189,17 @@ class RemoteBackend:
 
     def replay(self, number: int) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/dead-letters/{number}/replay")
+
+    def notifications(self, status: str | None, incident: str | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if incident:
+            params["incident"] = incident
+        return self._call("GET", "/api/v1/notifications", params=params)["notifications"]
+
+    def retry_notification(self, number: int) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/notifications/{number}/retry")
 
     def post_hook(self, source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         return self._call("POST", f"/hooks/{source}", content=body, headers=headers)

@@ -8,7 +8,10 @@ changed what and when.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,13 @@ from compiler.expr import SEVERITY_LEVELS
 from runtime.policy import format_incident_id
 from runtime.store import Store
 from runtime.store.schema import alerts, incidents, timeline
+
+log = logging.getLogger("irules.incidents")
+
+# How long an acknowledgement or resolution waits for escalation messages being sent
+# at that moment; a send is bounded by its timeout, and a claim by its lease.
+SEND_WAIT_S = 20.0
+SEND_POLL_S = 0.02
 
 STATUSES = ("detected", "triaged", "investigating", "mitigating", "resolved", "closed")
 ENDED = ("resolved", "closed")
@@ -96,6 +106,7 @@ def open_incident(
         "last_alert_at": now,
         "alert_count": 0,
         "firing_count": 0,
+        "escalation_level": 0,
     }
     incident_id = connection.execute(incidents.insert().values(**values)).inserted_primary_key[0]
     add_timeline(
@@ -123,21 +134,75 @@ class Change:
     note: str | None = None
 
 
-def get_row(connection: sa.Connection, reference: str) -> Any:
-    """Return the incident named by its key (`INC-2026-0042`) or number, or raise a 404 `IncidentError`."""
+def get_row(connection: sa.Connection, reference: str, lock: bool = False) -> Any:
+    """Return the incident named by its key (`INC-2026-0042`) or number, or raise a 404 `IncidentError`.
+
+    With `lock`, PostgreSQL locks the row until the transaction ends (SQLite's
+    writer already excludes every other writer).
+    """
     query = sa.select(incidents).where(incidents.c.key == reference)
+    if lock:
+        query = query.with_for_update()
     row = connection.execute(query).mappings().first()
     if row is None and reference.isdigit():
-        row = connection.execute(sa.select(incidents).where(incidents.c.id == int(reference))).mappings().first()
+        query = sa.select(incidents).where(incidents.c.id == int(reference))
+        row = connection.execute(query.with_for_update() if lock else query).mappings().first()
     if row is None:
         raise IncidentError(f"incident {reference!r} not found", status=404)
     return row
 
 
+class _Sending(Exception):
+    """Escalation messages that the change would cancel are being sent; try again shortly."""
+
+
+@contextmanager
+def _ending(store: Store, reference: str, on: str | None, now: datetime.datetime) -> Iterator[tuple[sa.Connection, Any]]:
+    """Run a write transaction on a locked incident that, for `on`, no escalation message is being sent to.
+
+    When `on` is `acknowledged` or `resolved` and a message that it would cancel is
+    being sent, the transaction is rolled back and tried again until the send is
+    over, so the change commits only after everything it stops has been stopped.
+    """
+    deadline = time.monotonic() + SEND_WAIT_S
+    while True:
+        try:
+            with store.write() as connection:
+                row = get_row(connection, reference, lock=True)
+                if on is not None and time.monotonic() < deadline:
+                    from runtime.notify.escalation import sending
+
+                    if sending(connection, row["id"], on, now):
+                        raise _Sending
+                yield connection, row
+            return
+        except _Sending:
+            time.sleep(SEND_POLL_S)
+
+
+def _stop_escalation(connection: sa.Connection, row: Any, on: str, actor: str, now: datetime.datetime) -> None:
+    """Cancel what `on` ends, make the incident's receivers due, and note both on the timeline."""
+    from runtime.notify.escalation import cancel
+    from runtime.notify.planner import mark_due_now
+
+    stopped, withdrawn = cancel(connection, row["id"], on, now)
+    mark_due_now(connection, row["id"], now)
+    if stopped or withdrawn:
+        add_timeline(
+            connection,
+            row["id"],
+            now,
+            "escalation.cancelled",
+            actor,
+            f"Escalation stopped: {stopped} pending steps and {withdrawn} unsent messages cancelled",
+            {"on": on, "steps": stopped, "messages": withdrawn},
+        )
+
+
 def update(store: Store, reference: str, change: Change, actor: str, now: datetime.datetime) -> dict[str, Any]:
     """Apply a status, assignee or severity change with timeline entries, and return the incident."""
-    with store.write() as connection:
-        row = get_row(connection, reference)
+    on = "resolved" if change.status in ENDED else None
+    with _ending(store, reference, on, now) as (connection, row):
         values: dict[str, Any] = {}
         if change.status is not None and change.status != row["status"]:
             _check_transition(row["key"], row["status"], change.status)
@@ -194,13 +259,22 @@ def update(store: Store, reference: str, change: Change, actor: str, now: dateti
         if values:
             values["updated_at"] = now
             connection.execute(incidents.update().where(incidents.c.id == row["id"]).values(**values))
+            if "status" in values and values["status"] in ENDED and row["status"] not in ENDED:
+                _stop_escalation(connection, row, "resolved", actor, now)
+            elif "severity" in values or "status" in values:
+                from runtime.notify.planner import mark_due_now
+
+                mark_due_now(connection, row["id"], now)
         return {**row, **values}
 
 
 def acknowledge(store: Store, reference: str, actor: str, now: datetime.datetime) -> dict[str, Any]:
-    """Record who acknowledged the incident; a new incident moves on to `investigating`."""
-    with store.write() as connection:
-        row = get_row(connection, reference)
+    """Record who acknowledged the incident; a new incident moves on to `investigating`.
+
+    Escalation steps waiting for an acknowledgement are cancelled in the same
+    transaction, after any of their messages being sent right now went out.
+    """
+    with _ending(store, reference, "acknowledged", now) as (connection, row):
         if row["status"] in ENDED:
             raise IncidentError(f"incident {row['key']} is {row['status']}; there is nothing to acknowledge")
         if row["acknowledged_at"] is not None:
@@ -218,6 +292,7 @@ def acknowledge(store: Store, reference: str, actor: str, now: datetime.datetime
             f"Acknowledged by {actor}",
             {"status": values.get("status", row["status"])},
         )
+        _stop_escalation(connection, row, "acknowledged", actor, now)
         return {**row, **values}
 
 
@@ -231,8 +306,12 @@ def create(
     services: Sequence[str],
     team: str | None,
     actor: str,
+    policy: Any = None,
 ) -> dict[str, Any]:
-    """Open an incident by hand, without an alert, and return its whole row."""
+    """Open an incident by hand, without an alert, and return its whole row.
+
+    With the rules' `policy`, the team hears about it and its escalation starts.
+    """
     if severity is not None and severity not in SEVERITY_LEVELS:
         raise IncidentError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITY_LEVELS)}", status=400)
     with store.write() as connection:
@@ -252,6 +331,11 @@ def create(
             labels={},
             actor=actor,
         )
+        if policy is not None:
+            from runtime.notify import escalation, planner
+
+            escalation.schedule(connection, policy, opened, now)
+            planner.mark_due(connection, policy, {opened["id"]: planner.Touch(now)})
         # `open_incident` returns only the columns it sets, but `to_json` also reads those left at their defaults.
         return dict(get_row(connection, opened["key"]))
 
@@ -323,6 +407,8 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
         "correlation": row["correlation"],
         "alert_count": row["alert_count"],
         "firing_count": row["firing_count"],
+        "escalation_policy": row.get("escalation_policy"),
+        "escalation_level": row.get("escalation_level") or 0,
         "assignee": row["assignee"],
         "acknowledged_by": row["acknowledged_by"],
         "created_at": _iso(row["created_at"]),

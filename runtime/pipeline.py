@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from runtime import incidents as incident_ops
 from runtime.alerts import FIRING, RESOLVED, Alert
+from runtime.notify import escalation, planner
 from runtime.policy import Assessment, Policy, higher_severity
 from runtime.sources.base import Inbound, Outcome
 from runtime.store import Store
@@ -183,6 +184,9 @@ class Pipeline:
         self._policy = policy
         self.clock = clock
         self._applied: list[tuple[datetime.datetime, str]] = []
+        # Incidents whose last alert resolved while an escalation message to them was being
+        # sent; they are resolved by a later batch, once the send is over.
+        self._deferred_quiet: dict[int, datetime.datetime] = {}
 
     def take_applied(self) -> list[tuple[datetime.datetime, str]]:
         """Return (received at, outcome) of each event applied since the last call, for metrics."""
@@ -242,7 +246,7 @@ class Pipeline:
             self._apply(work, policy, alert, decision.key, received_at)
             for (alert, received_at), decision in zip(events, decisions, strict=True)
         ]
-        self._finish(work)
+        self._finish(work, policy)
         return outcomes
 
     def _apply_alone(self, connection: sa.Connection, policy: Policy, event: sa.Row) -> str:
@@ -265,14 +269,22 @@ class Pipeline:
         savepoint.commit()
         return outcome
 
-    def _finish(self, work: UnitOfWork) -> None:
-        """Write the batch back, then resolve the incidents whose last firing alert it resolved."""
+    def _finish(self, work: UnitOfWork, policy: Policy) -> None:
+        """Write the batch back, resolve the incidents whose last firing alert it resolved, and start or stop escalations."""
         work.flush()
+        for incident_id, at in self._deferred_quiet.items():
+            work.quieted_at.setdefault(incident_id, at)
+        self._deferred_quiet = {}
         for incident_id, at in sorted(work.quieted_at.items()):
             row = work.incident(incident_id)
             if row["status"] in incident_ops.ENDED or row["firing_count"] > 0 or work.flapping_in(incident_id):
                 continue
+            if escalation.sending(work.connection, incident_id, "resolved", self.clock()):
+                self._deferred_quiet[incident_id] = at
+                continue
             work.change_incident(incident_id, status="resolved", resolved_at=at, updated_at=at)
+            work.resolved[incident_id] = at
+            work.touch(incident_id, at)
             work.add_timeline(
                 incident_id,
                 at,
@@ -282,6 +294,31 @@ class Pipeline:
                 {"from": row["status"], "to": "resolved"},
             )
         work.flush()
+        self._start_and_stop(work, policy)
+
+    def _start_and_stop(self, work: UnitOfWork, policy: Policy) -> None:
+        """Start escalation of opened incidents, stop it for resolved ones, and make their receivers due."""
+        connection = work.connection
+        for incident_id, at in sorted(work.escalate.items()):
+            if incident_id not in work.resolved:
+                escalation.schedule(connection, policy, work.incident(incident_id), at)
+        for incident_id, at in sorted(work.resolved.items()):
+            stopped, withdrawn = escalation.cancel(connection, incident_id, "resolved", at)
+            if stopped or withdrawn:
+                incident_ops.add_timeline(
+                    connection,
+                    incident_id,
+                    at,
+                    "escalation.cancelled",
+                    "irules",
+                    f"Escalation stopped: {stopped} pending steps and {withdrawn} unsent messages cancelled",
+                    {"on": "resolved", "steps": stopped, "messages": withdrawn},
+                )
+        if work.touched:
+            planner.mark_due(connection, policy, work.touched)
+        work.escalate.clear()
+        work.resolved.clear()
+        work.touched.clear()
 
     # ------------------------------------------------------------ one event
 
@@ -328,6 +365,7 @@ class Pipeline:
                 "flapping": False,
             }
         )
+        work.touch(incident["id"], now, assessment.timings, alert.source)
         work.add_timeline(
             incident["id"],
             now,
@@ -362,6 +400,8 @@ class Pipeline:
                     {"from": status, "to": reopened},
                 )
             work.quieted_at.pop(incident["id"], None)
+            if status in incident_ops.ENDED:
+                work.escalate[incident["id"]] = now
             outcome = "refire"
         else:
             incident = self._incident_for(work, policy, alert, assessment, now)
@@ -382,6 +422,7 @@ class Pipeline:
             transitions=transitions,
             flapping=flapping,
         )
+        work.touch(incident["id"], now, assessment.timings, alert.source)
         if started:
             work.add_timeline(
                 incident["id"],
@@ -422,6 +463,7 @@ class Pipeline:
         incident_id = row["incident_id"]
         if incident_id is None:
             return "resolved"
+        work.touch(incident_id, now, None, alert.source)
         if not flapping:
             work.add_timeline(
                 incident_id,
@@ -466,6 +508,7 @@ class Pipeline:
                 labels=correlation.labels,
                 actor=f"source:{alert.source}",
             )
+            work.escalate[opened["id"]] = now
             log.info(
                 "incident %s opened by alert %s (fingerprint %s, source %s): severity %s, team %s",
                 opened["key"],
@@ -559,7 +602,7 @@ class Pipeline:
                 )
                 if row["status"] == RESOLVED:
                     work.quieted_at[row["incident_id"]] = now
-            self._finish(work)
+            self._finish(work, policy)
         return settled
 
 

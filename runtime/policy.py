@@ -7,13 +7,14 @@ ruleset and the alert, so `irules explain`, tests and the daemon agree.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from compiler import ir
-from compiler.evaluate import condition_holds, group_key, service_for, severity_of
+from compiler.evaluate import Silence, TimeIntervals, condition_holds, group_key, service_for, severity_of
 from compiler.expr import SEVERITY_LEVELS
 from compiler.router import Router, fingerprint
 from runtime.alerts import Alert
@@ -72,6 +73,10 @@ class Correlation:
     follow_dependencies: bool = False
 
 
+# (group wait s, group interval s, repeat interval s, route id)
+Timing = tuple[float, float, float, str]
+
+
 @dataclass(slots=True)
 class Assessment:
     """Everything the rules decide about one firing alert."""
@@ -83,6 +88,9 @@ class Assessment:
     service: str | None
     correlation: Correlation
     values: dict = field(default_factory=dict)
+    # Group wait, group interval and repeat interval in seconds and the route's id, by
+    # receiver, from the first route that sends to it.
+    timings: dict[str, Timing] = field(default_factory=dict)
 
 
 class Policy:
@@ -96,6 +104,9 @@ class Policy:
         self.teams = {team.name: team for team in ruleset.teams}
         self.receivers = {receiver.name: receiver for receiver in ruleset.receivers}
         self.services = {service.name: service for service in ruleset.services}
+        self.escalations = {escalation.name: escalation for escalation in ruleset.escalations}
+        self.routes = {route.id: route for route in _walk(ruleset.route)}
+        self.time_intervals = TimeIntervals(ruleset.time_intervals)
         self._owner = {service: team.name for team in ruleset.teams for service in team.owns}
         self._depends_on = _transitive_dependencies(ruleset.services)
         # Rules and missing labels already logged, so a steady stream of such alerts logs once.
@@ -150,6 +161,10 @@ class Policy:
             severity_source = "fallback"
         paths = self.router.trace(alert.labels)
         receivers = list(dict.fromkeys(path[-1].receiver for path in paths))
+        timings: dict[str, Timing] = {}
+        for path in paths:
+            route = path[-1]
+            timings.setdefault(route.receiver, (route.group_wait_s, route.group_interval_s, route.repeat_interval_s, route.id))
         team = self._team_for(service, alert.labels, receivers)
         correlation = self._correlation(alert, service, paths)
         return Assessment(
@@ -159,6 +174,7 @@ class Policy:
             team=team,
             service=service.name if service else None,
             correlation=correlation,
+            timings=timings,
         )
 
     def service_of(self, labels: Mapping[str, str]) -> ir.Service | None:
@@ -221,6 +237,24 @@ class Policy:
             "keeping the alert's own fingerprint" if kind == "dedup" else "trying the next rule",
         )
 
+    def timings_of(self, receiver: str) -> Timing:
+        """Return the timing of a receiver no route of this alert names: the root route's."""
+        root = self.ruleset.route
+        return root.group_wait_s, root.group_interval_s, root.repeat_interval_s, root.id
+
+    def silence(self, route_id: str | None, moment: datetime.datetime) -> Silence | None:
+        """Return why the route sends nothing at `moment` (a mute or active time interval), or None when it sends."""
+        route = self.routes.get(route_id or "")
+        return None if route is None else self.time_intervals.silence(route, moment)
+
+    def escalation_for(self, team: str | None, receivers: list[str]) -> ir.Escalation | None:
+        """Return the escalation policy of the incident's team, else of the first team receiver that has one."""
+        for name in [team, *receivers]:
+            owner = self.teams.get(name or "")
+            if owner is not None and owner.escalation:
+                return self.escalations.get(owner.escalation)
+        return None
+
     def services_related(self, first: str | None, second: str | None) -> bool:
         """Return whether one service depends on the other, directly or through others.
 
@@ -259,6 +293,13 @@ def alert_values(alert: Alert, service: ir.Service | None) -> dict:
     if service is not None:
         values["service"] = {"name": service.name, "tier": service.tier, "team": service.team}
     return values
+
+
+def _walk(route: ir.Route) -> list[ir.Route]:
+    found = [route]
+    for child in route.routes:
+        found.extend(_walk(child))
+    return found
 
 
 def _transitive_dependencies(services: list[ir.Service]) -> dict[str, frozenset[str]]:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from runtime.alerts import FIRING
 from runtime.incidents import ENDED, open_incident
+from runtime.notify.planner import Touch
 from runtime.store import Store
 from runtime.store.schema import alerts, incidents, timeline
 
@@ -61,6 +62,21 @@ class UnitOfWork:
         self._by_rule: dict[str, set[int]] = {}
         # When the last alert of an incident was resolved in this batch, by incident id.
         self.quieted_at: dict[int, datetime.datetime] = {}
+        # Incidents whose receivers have news, and incidents whose escalation starts
+        # (opened or reopened) or stops (resolved), with the moment.
+        self.touched: dict[int, Touch] = {}
+        self.escalate: dict[int, datetime.datetime] = {}
+        self.resolved: dict[int, datetime.datetime] = {}
+
+    def touch(
+        self,
+        incident_id: int,
+        at: datetime.datetime,
+        timings: dict[str, tuple[float, float, float, str]] | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Note that an incident's receivers have news at `at`: an alert joined or resolved, or its state changed."""
+        self.touched.setdefault(incident_id, Touch(at)).add(timings or {}, source)
 
     # ------------------------------------------------------------ alerts
 

@@ -237,6 +237,18 @@ def daemon_hook(ruleset: ir.Ruleset) -> dict[str, Any] | None:
     return hook
 
 
+def delivered_by_alertmanager(channel: ir.Channel, receiver: str, settings: ir.Settings) -> bool:
+    """Return whether the generated `alertmanager.yml` makes Alertmanager itself deliver this channel.
+
+    The daemon leaves such channels alone for alerts that came through Alertmanager,
+    so nobody is notified twice about one alert.
+    """
+    try:
+        return _channel(channel, receiver, settings, parse_version(settings.alertmanager_version)) is not None
+    except TargetError:
+        return False
+
+
 def _receiver(
     receiver: ir.Receiver, settings: ir.Settings, version: Version, details: dict[str, str], hook: dict[str, Any] | None
 ) -> dict[str, Any]:

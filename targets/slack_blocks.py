@@ -16,6 +16,7 @@ make Slack reject the message. Limits are from Slack's Block Kit reference
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,6 +97,14 @@ _TEXTS: dict[str, dict[str, Any]] = {
 }
 
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+def locale_texts(locale: str) -> dict[str, Any]:
+    """Return a copy of the fixed texts of `locale` (`en` or `de`): field names, button and confirm dialog texts.
+
+    The daemon's notification renderer shows the same words as the compiled message.
+    """
+    return copy.deepcopy(_TEXTS[locale])
 
 
 @dataclass(frozen=True, slots=True)

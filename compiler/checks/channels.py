@@ -29,15 +29,16 @@ CODES = {
         "option not allowed for this channel",
         "Channel options depend on the kind of channel: `template` and `send_resolved`\n"
         "apply to every kind; `key` and `escalation_policy` only to `pagerduty`; `url` only\n"
-        "to `webhook`, `teams` and `slack` (a Slack incoming-webhook URL).",
+        "to `webhook`, `teams`, `apprise` and `slack` (a Slack incoming-webhook URL).",
     ),
     "IR0317": Code(
         "invalid channel target",
         "Each channel kind needs its own target: `slack` a channel `#name` or a user\n"
         "`@name`; `email` one or more addresses separated by commas; `sms` a number in\n"
         "E.164 form (`+` and 8 to 15 digits, such as `+4915112345678`); `webhook` and\n"
-        "`teams` a URL, given once, as the target or with `url`. `pagerduty` takes no\n"
-        'target: its integration key goes in `key secret("NAME")`.',
+        "`teams` a URL, given once, as the target or with `url`; `apprise` an Apprise URL\n"
+        "(such as `tgram://...`) in a secret. `pagerduty` takes no target: its integration\n"
+        'key goes in `key secret("NAME")`.',
     ),
     "IR0318": Code(
         "PagerDuty key missing or written in clear",
@@ -122,6 +123,7 @@ _CHANNEL_OPTIONS = {
     "pagerduty": (*_COMMON_OPTIONS, "key", "escalation_policy"),
     "teams": (*_COMMON_OPTIONS, "url"),
     "webhook": (*_COMMON_OPTIONS, "url"),
+    "apprise": (*_COMMON_OPTIONS, "url"),
 }
 
 
@@ -277,6 +279,29 @@ def _check_url_channel(context: Context, channel: ast.Channel) -> None:
     _check_plain_url(context, urls[0], f"the {kind} URL")
 
 
+def _check_apprise(context: Context, channel: ast.Channel) -> None:
+    """Require one Apprise URL, in a secret: Apprise URLs carry the service's credentials."""
+    urls = [channel.target] if channel.target is not None else []
+    urls += [prop.args[0] for prop in _props(channel.options, "url")]
+    if len(urls) != 1:
+        _target_error(
+            context,
+            channel,
+            "`apprise` channel needs exactly one URL",
+            "no URL given" if not urls else "URL given twice",
+            'write it as `apprise secret("NAME")`, with the Apprise URL (such as `tgram://...`) in the secret',
+        )
+        return
+    if not isinstance(urls[0], ast.Secret):
+        context.sink.error(
+            "IR0317",
+            "the URL of an `apprise` channel must be a secret",
+            urls[0].span,
+            label="written in clear",
+            help='Apprise URLs carry credentials: keep it in a secret, `apprise secret("NAME")`',
+        )
+
+
 def _check_plain_url(context: Context, url: ast.Str | ast.Secret, subject: str) -> None:
     if isinstance(url, ast.Str) and check_url(context, url, subject):
         warn_plain_token(context, url, subject)
@@ -289,4 +314,5 @@ _CHANNEL_CHECKS: dict[str, Callable[[Context, ast.Channel], None]] = {
     "pagerduty": _check_pagerduty,
     "teams": _check_url_channel,
     "webhook": _check_url_channel,
+    "apprise": _check_apprise,
 }

@@ -78,6 +78,8 @@ TEMPLATE_FIELDS = ("subject", "title", "body", "summary", "text")
 
 # Variables a template can read. A close misspelling of one of them is reported.
 KNOWN_VARIABLES = frozenset(expr.ROOT_ALIASES) | {"alerts", "params", "settings", "now", "runbook", "url"}
+# Notification templates also read what the message is about (see runtime/notify/render.py).
+MESSAGE_VARIABLES = KNOWN_VARIABLES | {"event", "receiver", "owner", "escalation", "services", "runbooks", "similar"}
 
 _LOCALE = re.compile(r"[a-z]{2,3}(?:-[A-Z][a-z]{3})?(?:-(?:[A-Z]{2}|\d{3}))?")
 _JINJA_START = ("{{", "{%", "{#")
@@ -155,7 +157,7 @@ def template_strings(context: Context) -> Iterator[TemplateString]:
         if isinstance(decl, ast.Template):
             for locale in decl.locales:
                 for template_field in locale.fields:
-                    yield TemplateString(template_field.value, f"template `{decl.name.value}`")
+                    yield TemplateString(template_field.value, f"template `{decl.name.value}`", MESSAGE_VARIABLES)
         elif isinstance(decl, (ast.Team, ast.Receiver)):
             for channel in decl.channels:
                 for value in [channel.target, *(arg for option in channel.options for arg in option.args)]:

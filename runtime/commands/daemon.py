@@ -59,6 +59,14 @@ def daemon_command(
         ),
     ] = False,
     no_watch: Annotated[bool, typer.Option("--no-watch", help="Load the rules once; do not reload when they change.")] = False,
+    no_notify: Annotated[
+        bool,
+        typer.Option(
+            "--no-notify",
+            envvar="IRULES_NO_NOTIFY",
+            help="Keep incidents but send no notifications and fire no escalations (for trials and benchmarks).",
+        ),
+    ] = False,
     durability: Annotated[
         str,
         typer.Option(
@@ -78,6 +86,8 @@ def daemon_command(
 
     Settings come from flags first, then IRULES_* environment variables, then the rules.
     The API requires `Authorization: Bearer <token>` when IRULES_API_TOKEN is set.
+    IRULES_SLACK_API_URL, IRULES_PAGERDUTY_EVENTS_URL, IRULES_TWILIO_API_URL and
+    IRULES_SLACK_HOOKS_URL point notifications at other hosts, such as a proxy.
     """
     import os
 
@@ -111,12 +121,27 @@ def daemon_command(
         api_token=os.environ.get("IRULES_API_TOKEN") or None,
         watch=not no_watch,
         durability=durability,
+        endpoints=_endpoints(os.environ),
+        notify=not no_notify,
     )
     try:
         anyio.run(Daemon(config).serve, backend_options=_event_loop_options())
     except StoreError as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from error
+
+
+def _endpoints(environ):  # type: ignore[no-untyped-def]
+    """Return the SaaS endpoints, each overridable by an environment variable."""
+    from runtime.notify.model import Endpoints
+
+    defaults = Endpoints()
+    return Endpoints(
+        slack_api=environ.get("IRULES_SLACK_API_URL") or defaults.slack_api,
+        pagerduty_events=environ.get("IRULES_PAGERDUTY_EVENTS_URL") or defaults.pagerduty_events,
+        twilio_api=environ.get("IRULES_TWILIO_API_URL") or defaults.twilio_api,
+        slack_hooks=environ.get("IRULES_SLACK_HOOKS_URL") or defaults.slack_hooks,
+    )
 
 
 def _event_loop_options() -> dict[str, bool]:

@@ -1,4 +1,4 @@
-"""Incident commands: handle, create, update, ack, resolve, incidents list|show, dead-letters, replay.
+"""Incident commands: handle, create, update, ack, resolve, incidents list|show, dead-letters, replay, notifications.
 
 Each works on a local store (`--state DIR` or `--database URL`) or through a
 running daemon (`--daemon URL`); each option is also read from IRULES_STATE,
@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
     letters = typer.Typer(help="Requests and events that did not become alerts.", no_args_is_help=True)
     letters.command(name="list")(dead_letters_command)
     app.add_typer(letters, name="dead-letters")
+    notes = typer.Typer(help="Notifications in the outbox: what was sent, what waits, what failed.", no_args_is_help=True)
+    notes.command(name="list")(notifications_command)
+    notes.command(name="retry")(retry_notifications_command)
+    app.add_typer(notes, name="notifications")
 
 
 # ---------------------------------------------------------------- backend choice
@@ -453,3 +457,53 @@ def replay_command(
         if not results:
             print("no dead letters to replay")
     raise typer.Exit(EXIT_PROBLEMS if any(result["outcome"] == "failed" for result in results) else EXIT_OK)
+
+
+def notifications_command(
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, sending, delivered, failed, cancelled or folded.")
+    ] = None,
+    incident: Annotated[str | None, typer.Option("--incident-id", help="Only this incident's notifications.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 100,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """List notifications, newest first; `--status failed` shows those given up on."""
+    backend = _backend(state, database, daemon)
+    rows = _run(backend, backend.notifications, status, incident, limit)
+    if output is OutputFormat.JSON:
+        print(json.dumps(rows, indent=2))
+        return
+    if rows:
+        print(f"{'ID':>6}  {'CREATED':<19}  {'INCIDENT':<16} {'EVENT':<12} {'CHANNEL':<10} {'STATUS':<10} TRIES  DETAIL")
+    for row in rows:
+        print(
+            f"{row['id']:>6}  {row['created_at'][:19]}  {row['incident'] or '-':<16} {row['event']:<12} {row['channel']:<10} "
+            f"{row['status']:<10} {row['attempts']:>5}  {row['receiver'] or '-'} ({row['endpoint']})"
+            + (f": {row['last_error']}" if row["last_error"] and row["status"] != "delivered" else "")
+        )
+
+
+def retry_notifications_command(
+    ids: Annotated[list[int] | None, typer.Argument(help="Notification ids; all failed ones when left out.")] = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+) -> None:
+    """Send failed notifications again, with their attempts counted from zero."""
+    from runtime.client import BackendError
+
+    backend = _backend(state, database, daemon)
+    try:
+        numbers = list(ids or [row["id"] for row in backend.notifications("failed", None, 1000)])
+        results = [backend.retry_notification(number) for number in sorted(numbers)]
+    except BackendError as error:
+        _fail(str(error))
+    finally:
+        backend.close()
+    for result in results:
+        print(f"notification {result['id']}: queued again ({result['event']} via {result['channel']} to {result['receiver']})")
+    if not results:
+        print("no failed notifications")

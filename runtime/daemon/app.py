@@ -325,8 +325,10 @@ async def create_incident(request: Request, daemon: Daemon) -> Response:
             services=services,
             team=_text(body, "team"),
             actor=_actor(request, body),
+            policy=daemon.rules.current(),
         )
     )
+    daemon.incident_changed()
     return JSONResponse(incident_ops.to_json(created), status_code=201)
 
 
@@ -334,6 +336,7 @@ async def _change(request: Request, daemon: Daemon, change: incident_ops.Change,
     reference = request.path_params["incident"]
     actor = _actor(request, body)
     updated = await anyio.to_thread.run_sync(lambda: incident_ops.update(daemon.store, reference, change, actor, _now()))
+    daemon.incident_changed()
     return JSONResponse(incident_ops.to_json(updated))
 
 
@@ -352,6 +355,7 @@ async def acknowledge_incident(request: Request, daemon: Daemon) -> Response:
     reference = request.path_params["incident"]
     actor = _actor(request, body)
     updated = await anyio.to_thread.run_sync(lambda: incident_ops.acknowledge(daemon.store, reference, actor, _now()))
+    daemon.incident_changed()
     return JSONResponse(incident_ops.to_json(updated))
 
 
@@ -378,6 +382,35 @@ async def resolve_incident(request: Request, daemon: Daemon) -> Response:
 async def close_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     return await _change(request, daemon, incident_ops.Change(status="closed", note=_text(body, "note")), body)
+
+
+@api
+async def list_notifications(request: Request, daemon: Daemon) -> Response:
+    from runtime.notify import queries
+
+    query = request.query_params
+    try:
+        limit = min(int(query.get("limit", "100")), 1000)
+    except ValueError as error:
+        raise incident_ops.IncidentError("`limit` must be a whole number", status=400) from error
+    rows = await anyio.to_thread.run_sync(
+        lambda: queries.list_notifications(daemon.store, status=query.get("status"), incident=query.get("incident"), limit=limit)
+    )
+    return JSONResponse({"notifications": rows})
+
+
+@api
+async def retry_notification(request: Request, daemon: Daemon) -> Response:
+    from runtime.notify import queries
+
+    try:
+        number = int(request.path_params["notification"])
+    except ValueError as error:
+        raise incident_ops.IncidentError("notification ids are whole numbers", status=400) from error
+    result = await anyio.to_thread.run_sync(lambda: queries.retry(daemon.store, number, _now()))
+    if daemon.outbox is not None:
+        daemon.outbox.wake()
+    return JSONResponse(result)
 
 
 @api
@@ -432,7 +465,13 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/incidents/{incident}/close", close_incident, methods=["POST"]),
         Route("/api/v1/dead-letters", list_dead_letters, methods=["GET"]),
         Route("/api/v1/dead-letters/{dead_letter}/replay", replay_dead_letter, methods=["POST"]),
+        Route("/api/v1/notifications", list_notifications, methods=["GET"]),
+        Route("/api/v1/notifications/{notification}/retry", retry_notification, methods=["POST"]),
     ]
+    if daemon is not None and daemon.slack_bot is not None:
+        from runtime.slack.routes import slack_routes
+
+        routes += slack_routes(daemon.slack_bot)
     # Custom sources may declare a path of their own, such as `/webhooks/ci`; the path is
     # looked up in the ruleset in force at request time, so a reload can add one.
     routes.append(Route("/{path:path}", custom_path_hook, methods=["POST", "PUT"]))

@@ -10,7 +10,12 @@ from prometheus_client.registry import Collector
 
 
 class Metrics:
-    def __init__(self, incident_counts: Callable[[], dict[str, int]], pending_events: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        incident_counts: Callable[[], dict[str, int]],
+        pending_events: Callable[[], int],
+        outbox_counts: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.payloads = Counter(
             "irules_payloads",
@@ -34,15 +39,27 @@ class Metrics:
         self.reloads = Counter(
             "irules_rules_reloads", "Rules reloads, by outcome (ok, failed).", ["outcome"], registry=self.registry
         )
-        self.registry.register(_StoreCollector(incident_counts, pending_events))
+        self.notifications = Counter(
+            "irules_notifications",
+            "Notification attempts that ended, by channel and outcome (delivered, retry, failed).",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_StoreCollector(incident_counts, pending_events, outbox_counts or dict))
 
 
 class _StoreCollector(Collector):
     """Reads incident counts and the pipeline backlog from the store at scrape time."""
 
-    def __init__(self, incident_counts: Callable[[], dict[str, int]], pending_events: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        incident_counts: Callable[[], dict[str, int]],
+        pending_events: Callable[[], int],
+        outbox_counts: Callable[[], dict[str, int]],
+    ) -> None:
         self._incident_counts = incident_counts
         self._pending_events = pending_events
+        self._outbox_counts = outbox_counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         incidents = GaugeMetricFamily("irules_incidents", "Incidents in the store, by status.", labels=["status"])
@@ -52,3 +69,11 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "irules_alert_events_pending", "Stored alert events the pipeline has not applied yet.", value=self._pending_events()
         )
+        messages = GaugeMetricFamily(
+            "irules_outbox_messages",
+            "Notifications in the outbox, by status (pending, sending, delivered, failed, cancelled, folded).",
+            labels=["status"],
+        )
+        for status, count in sorted(self._outbox_counts().items()):
+            messages.add_metric([status], count)
+        yield messages

@@ -47,6 +47,19 @@ _TIMELINE_ENTRY = {
 }
 
 
+def _slack_route(summary: str, media_type: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": "Signed by Slack: `X-Slack-Signature` over the raw body with the signing secret, "
+            "`X-Slack-Request-Timestamp` within five minutes. Stored before the answer; the work follows.",
+            "security": [],
+            "requestBody": {"required": True, "content": {media_type: {"schema": {}}}},
+            "responses": {"200": {"description": "Received"}, **_errors(400, 401, 413, 503)},
+        }
+    }
+
+
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -217,6 +230,33 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Feed a dead letter through the current rules again",
                     "parameters": [{"name": "dead_letter", "in": "path", "required": True, "schema": {"type": "integer"}}],
                     "responses": {"200": {"description": "The replay's outcome"}, **_errors(400, 401, 404)},
+                }
+            },
+            "/slack/events": _slack_route("Slack Events API: `url_verification` and `app_mention` commands", "application/json"),
+            "/slack/commands": _slack_route("The `/incident` slash command", "application/x-www-form-urlencoded"),
+            "/slack/interactivity": _slack_route(
+                "Button clicks on incident messages (form field `payload`)", "application/x-www-form-urlencoded"
+            ),
+            "/api/v1/notifications": {
+                "get": {
+                    "summary": "Notifications in the outbox, newest first",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"enum": ["pending", "sending", "delivered", "failed", "cancelled", "folded"]},
+                        },
+                        {"name": "incident", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+                    ],
+                    "responses": {"200": {"description": "Notifications"}, **_errors(400, 401)},
+                }
+            },
+            "/api/v1/notifications/{notification}/retry": {
+                "post": {
+                    "summary": "Send a failed or cancelled notification again",
+                    "parameters": [{"name": "notification", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "responses": {"200": {"description": "The notification, queued again"}, **_errors(400, 401, 404, 409)},
                 }
             },
         },

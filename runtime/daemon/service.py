@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -21,10 +21,11 @@ from compiler.ir import BUILTIN_SOURCES
 from runtime.daemon.metrics import Metrics
 from runtime.daemon.rules import RulesState
 from runtime.daemon.writer import Writer
+from runtime.notify.model import Endpoints
 from runtime.pipeline import Accepted, Pipeline
 from runtime.secrets import Secrets
 from runtime.store import Store
-from runtime.store.schema import alert_events, incidents
+from runtime.store.schema import alert_events, incidents, outbox
 
 log = logging.getLogger("irules.daemon")
 
@@ -53,6 +54,8 @@ class DaemonConfig:
     watch: bool = True
     durability: str = "normal"
     confirm_subscriptions: bool = True
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    notify: bool = True
 
 
 class Daemon:
@@ -64,7 +67,7 @@ class Daemon:
         self.store: Store | None = None
         self.writer: Writer | None = None
         self.pipeline: Pipeline | None = None
-        self.metrics = Metrics(self._incident_counts, self._pending_events)
+        self.metrics = Metrics(self._incident_counts, self._pending_events, self._outbox_counts)
         self.started_at = datetime.datetime.now(datetime.UTC)
         self._wakeup = anyio.Event()
         self._watch_stop: anyio.Event | None = None
@@ -73,6 +76,11 @@ class Daemon:
         self._secrets: Secrets | None = None
         self._last_commit = 0.0
         self.ready = False
+        self.outbox = None
+        self.notifier = None
+        self.slack_bot = None
+        self._stop_workers = anyio.Event()
+        self._workers = 0
 
     # ------------------------------------------------------------ state
 
@@ -90,6 +98,13 @@ class Daemon:
             return {}
         with self.store.read() as connection:
             rows = connection.execute(sa.select(incidents.c.status, sa.func.count()).group_by(incidents.c.status)).all()
+        return {status: count for status, count in rows}
+
+    def _outbox_counts(self) -> dict[str, int]:
+        if self.store is None:
+            return {}
+        with self.store.read() as connection:
+            rows = connection.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
         return {status: count for status, count in rows}
 
     def _pending_events(self) -> int:
@@ -176,6 +191,8 @@ class Daemon:
     def _process_and_measure(self) -> int:
         assert self.pipeline is not None
         applied = self.pipeline.process_pending(limit=PIPELINE_BATCH)
+        if applied and self.notifier is not None:
+            anyio.from_thread.run_sync(self.notifier.wake)
         now = datetime.datetime.now(datetime.UTC)
         for received_at, outcome in self.pipeline.take_applied():
             self.metrics.latency.observe(max(0.0, (now - received_at).total_seconds()))
@@ -207,13 +224,66 @@ class Daemon:
             if loaded:
                 self.warn_about_configuration()
 
+    async def _worker(self, run) -> None:  # type: ignore[no-untyped-def]
+        """Run a loop that ends when `_stop_workers` is set, counting it while it runs."""
+        self._workers += 1
+        try:
+            await run(self._stop_workers)
+        finally:
+            self._workers -= 1
+
+    async def _workers_stopped(self) -> None:
+        while self._workers:
+            await anyio.sleep(0.02)
+
+    def incident_changed(self) -> None:
+        """Wake the notifier after a person changed an incident, so the news goes out at once."""
+        if self.notifier is not None:
+            self.notifier.wake()
+
+    def _notification_result(self, channel: str, outcome: str) -> None:
+        self.metrics.notifications.labels(channel, outcome).inc()
+
+    def _start_notifications(self, client: object) -> None:
+        """Build the outbox, the notifier and the Slack bot on the shared HTTP client."""
+        from runtime.notify.notifier import Notifier
+        from runtime.notify.outbox import Outbox
+        from runtime.slack.bot import SlackBot
+
+        assert self.store is not None
+        clock = _utc_now
+        settings = lambda: self.rules.current().ruleset.settings  # noqa: E731
+        self.outbox = Outbox(
+            self.store,
+            settings,
+            lambda name: self.secrets().get(name),
+            client,  # type: ignore[arg-type]
+            self.config.endpoints,
+            clock=clock,
+            on_result=self._notification_result,
+        )
+        self.notifier = Notifier(self.store, self.rules.current, self.outbox, clock)
+        self.slack_bot = SlackBot(
+            self.store,
+            lambda: self.rules.current().ruleset,
+            lambda name: self.secrets().get(name),
+            client,  # type: ignore[arg-type]
+            self.config.endpoints,
+            clock=clock,
+            policy=self.rules.current,
+        )
+        self.slack_bot.on_incident_change = self.incident_changed
+
     async def serve(self) -> None:
+        import httpx
         import uvicorn
 
         from runtime.daemon.app import build_app
 
         await self.start()
         assert self.writer is not None
+        client = httpx.AsyncClient(timeout=self.config.endpoints.timeout_s, follow_redirects=False, trust_env=False)
+        self._start_notifications(client)
         config = uvicorn.Config(
             build_app(self),
             host=self.config.host,
@@ -228,6 +298,11 @@ class Daemon:
         async with anyio.create_task_group() as group:
             group.start_soon(self.writer.run)
             group.start_soon(self.run_pipeline)
+            assert self.outbox is not None and self.notifier is not None and self.slack_bot is not None
+            if self.config.notify:
+                group.start_soon(self._worker, self.notifier.run)
+                group.start_soon(self._worker, self.outbox.run)
+            group.start_soon(self._worker, self.slack_bot.run)
             if self.config.watch:
                 group.start_soon(self.watch_rules)
             log.info("listening on http://%s:%d", self.config.host, self.config.port)
@@ -241,10 +316,22 @@ class Daemon:
             with anyio.move_on_after(30):
                 while self._pending_events():
                     await anyio.sleep(0.05)
+            self._stop_workers.set()
+            if self.notifier is not None:
+                self.notifier.wake()
+            if self.outbox is not None:
+                self.outbox.wake()
+            with anyio.move_on_after(self.config.endpoints.timeout_s + 2):
+                await self._workers_stopped()
             group.cancel_scope.cancel()
+        await client.aclose()
         if self.store is not None:
             self.store.close()
         log.info("stopped")
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _ignore_stop_signals_after_serve() -> None:

@@ -2,7 +2,7 @@
 
 Alembic migrations under `runtime/store/migrations` create and change these
 tables; this module is what the code queries. A change here needs a new
-migration, and `tests/runtime/test_store.py` checks that the two agree.
+migration, and `test_store_schema_matches_migrations` in tests/runtime/test_pipeline.py checks that the two agree.
 
 Times are aware UTC datetimes in Python. SQLite keeps them as naive UTC text,
 PostgreSQL as `timestamptz`.
@@ -130,6 +130,9 @@ incidents = sa.Table(
     sa.Column("closed_at", UtcDateTime, nullable=True),
     sa.Column("alert_count", sa.Integer, nullable=False),
     sa.Column("firing_count", sa.Integer, nullable=False),
+    sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("escalation_policy", sa.String(200), nullable=True),
+    sa.Column("escalation_started_at", UtcDateTime, nullable=True),
     sa.Index("ix_incidents_status", "status"),
     sa.Index("ix_incidents_correlation", "correlation"),
 )
@@ -172,4 +175,101 @@ sequences = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.Integer, nullable=False),
+)
+
+
+# One row per incident and receiver: what was last notified, and when to look again.
+# The pipeline sets `due_at` when the incident changes; the notifier renders and
+# queues messages when it is due, honouring the route's group wait, group interval
+# and repeat interval.
+notification_groups = sa.Table(
+    "notification_groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("receiver", sa.String(200), nullable=False),
+    sa.Column("route_id", sa.String(200), nullable=True),
+    sa.Column("group_wait_s", sa.Float, nullable=False),
+    sa.Column("group_interval_s", sa.Float, nullable=False),
+    sa.Column("repeat_interval_s", sa.Float, nullable=False),
+    sa.Column("via_alertmanager", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=True),
+    sa.Column("notified_state", sa.String(64), nullable=True),
+    sa.Column("notified_at", UtcDateTime, nullable=True),
+    sa.Column("notified_count", sa.Integer, nullable=False),
+    sa.UniqueConstraint("incident_id", "receiver"),
+    sa.Index("ix_notification_groups_due_at", "due_at"),
+)
+
+# Notifications to send. `key` makes queueing idempotent; a row is claimed with a
+# lease before it is sent, so it is sent by one worker at a time. `endpoint` names
+# what rate limits and circuit breakers apply to, such as `slack:#alerts`.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
+    sa.Column("receiver", sa.String(200), nullable=True),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("endpoint", sa.String(300), nullable=False),
+    sa.Column("event", sa.String(20), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("message", sa.JSON, nullable=False),
+    sa.Column("cancel_on", sa.String(20), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("reference", sa.JSON, nullable=False),
+    sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_incident_id", "incident_id"),
+)
+
+# The first message of an incident in a chat channel, so later ones go into its thread.
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), primary_key=True),
+    sa.Column("endpoint", sa.String(300), primary_key=True),
+    sa.Column("reference", sa.JSON, nullable=False),
+)
+
+# Timers: escalation steps and other work due at a moment. A timer fires once: the
+# transaction that marks it fired also queues what it does.
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("done_at", UtcDateTime, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Index("ix_timers_status_due_at", "status", "due_at"),
+    sa.Index("ix_timers_incident_id", "incident_id"),
+)
+
+# Verified Slack requests (events, commands, button clicks), stored before Slack gets
+# its answer and worked off afterwards. `delivery_id` is Slack's `event_id`, or a
+# digest of the request for commands and clicks, so a redelivery is acted on once.
+slack_requests = sa.Table(
+    "slack_requests",
+    metadata,
+    sa.Column("delivery_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("processed_at", UtcDateTime, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Index("ix_slack_requests_processed_at", "processed_at"),
 )

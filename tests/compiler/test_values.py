@@ -399,6 +399,21 @@ def test_sms_e164_target_is_valid():
     assert found(ROUTE + 'team t { sms "+4915112345678" }\n', "IR0317") == []
 
 
+def test_apprise_url_in_a_secret_is_valid():
+    assert found(ROUTE + 'team t { apprise secret("APPRISE_URL") }\n', "IR0317") == []
+
+
+def test_apprise_url_in_clear_is_rejected():
+    items = found(ROUTE + 'team t { apprise "tgram://123456:token/42" }\n', "IR0317")
+    assert places(items) == [(3, 18)]
+    assert items[0].message == "the URL of an `apprise` channel must be a secret"
+
+
+def test_apprise_without_url_is_rejected():
+    items = found(ROUTE + "team t { apprise }\n", "IR0317")
+    assert [item.message for item in items] == ["`apprise` channel needs exactly one URL"]
+
+
 def test_channel_without_target_is_rejected_at_its_kind():
     assert places(found(ROUTE + "team t { email }\n", "IR0317")) == [(3, 10)]
 

@@ -1,0 +1,125 @@
+"""The facts a notification tells: the incident, its alerts, services, owner, runbooks and escalation.
+
+Messages are rendered from this context and nothing else, so the same
+context gives the same text in every channel and locale. Alert data enters it
+as plain values; templates read it and never compile it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from compiler.evaluate import condition_holds
+from runtime.alerts import FIRING, Alert
+from runtime.policy import Policy, alert_values
+from runtime.store.schema import alerts
+
+# Alerts listed in one message; the rest are counted.
+MAX_ALERTS = 20
+
+
+def incident_url(policy: Policy, key: str) -> str | None:
+    base = policy.ruleset.settings.incident_url or policy.ruleset.settings.daemon_url
+    return None if not base else f"{base.rstrip('/')}/incidents/{key}"
+
+
+def build(
+    connection: sa.Connection,
+    policy: Policy,
+    incident: dict[str, Any],
+    event: str,
+    now: datetime.datetime,
+    escalation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the message context of `incident` for `event`, reading its alerts in the caller's transaction."""
+    rows = (
+        connection.execute(
+            sa.select(alerts)
+            .where(alerts.c.incident_id == incident["id"])
+            .order_by(sa.case((alerts.c.status == FIRING, 0), else_=1), alerts.c.first_seen)
+            .limit(MAX_ALERTS)
+        )
+        .mappings()
+        .all()
+    )
+    alert_list = [
+        {
+            "name": row["name"],
+            "status": row["status"],
+            "labels": dict(row["labels"]),
+            "annotations": dict(row["annotations"]),
+            "starts_at": row["starts_at"] or row["first_seen"],
+            "severity": row["severity"],
+            "source": row["source"],
+            "fingerprint": row["fingerprint"],
+        }
+        for row in rows
+    ]
+    services = [policy.services[name] for name in incident["services"] if name in policy.services]
+    owner = policy.teams.get(incident["team"] or "")
+    return {
+        "event": event,
+        "incident": {
+            "id": incident["key"],
+            "number": incident["id"],
+            "title": incident["title"],
+            "status": incident["status"],
+            "severity": incident["severity"],
+            "team": incident["team"],
+            "services": list(incident["services"]),
+            "receivers": list(incident["receivers"]),
+            "created_at": incident["created_at"],
+            "acknowledged_at": incident["acknowledged_at"],
+            "acknowledged_by": incident["acknowledged_by"],
+            "resolved_at": incident["resolved_at"],
+            "alert_count": incident["alert_count"],
+            "firing_count": incident["firing_count"],
+            "escalation_level": incident.get("escalation_level") or 0,
+            "url": incident_url(policy, incident["key"]),
+        },
+        "alerts": alert_list,
+        "services": [
+            {
+                "name": service.name,
+                "team": service.team,
+                "tier": service.tier,
+                "runbook_url": service.runbook_url,
+                "description": service.description,
+                "depends_on": list(service.depends_on),
+            }
+            for service in services
+        ],
+        "owner": None if owner is None else {"team": owner.name, "members": list(owner.members)},
+        "runbooks": _runbooks(policy, alert_list),
+        "similar": [],
+        "escalation": escalation,
+        "now": now,
+    }
+
+
+def _runbooks(policy: Policy, alert_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the runbooks whose condition holds for the incident's first firing alert."""
+    firing = next((item for item in alert_list if item["status"] == FIRING), None)
+    if firing is None or not policy.ruleset.runbooks:
+        return []
+    alert = Alert(
+        source=firing["source"],
+        name=firing["name"],
+        status=FIRING,
+        labels=firing["labels"],
+        annotations=firing["annotations"],
+        fingerprint=firing["fingerprint"],
+    )
+    values = alert_values(alert, policy.service_of(alert.labels))
+    found = []
+    for runbook in policy.ruleset.runbooks:
+        try:
+            holds = runbook.when is None or condition_holds(runbook.when, values)
+        except Exception:  # a condition that cannot be evaluated on this alert does not list the runbook
+            holds = False
+        if holds:
+            found.append({"name": runbook.id, "description": runbook.title or runbook.description or ""})
+    return found

@@ -1,0 +1,610 @@
+"""Sending queued notifications: leases, retries with backoff, rate limits, circuit breakers, digests.
+
+Every notification is an `outbox` row before anything is sent. The worker
+claims a row (status `sending`, with a lease), sends it, and records the
+outcome. A crash between claim and outcome leaves the lease to expire, and
+the row is sent again: delivery is at least once, and PagerDuty's `dedup_key`
+makes a repeated page one page.
+
+- One message at a time per endpoint (a Slack channel, a PagerDuty routing key,
+  an SMTP server), so a thread's first message goes first and one slow endpoint
+  never holds up another. Within an endpoint, more severe incidents go first.
+- Each endpoint has a token bucket at the rate its service allows.
+- 429, 5xx and network errors are retried with exponential backoff and full
+  jitter, or after the `Retry-After` the service asked for; another 4xx is not
+  retried. After `max_attempts` the row is `failed`: a dead letter, listed by
+  `irules notifications list --status failed` and sent again by
+  `irules notifications retry`.
+- An endpoint that keeps failing opens its circuit breaker: its rows wait
+  without spending attempts, and after a pause one message tries again.
+- In a storm, when more chat messages wait for one endpoint than `DIGEST_AT`,
+  the waiting ones are folded into one digest message listing the incidents,
+  so people get one message instead of hundreds. While the storm lasts, the
+  endpoint gets at most one digest per `DIGEST_INTERVAL_S`; messages that
+  cannot be folded (acknowledgements, resolutions, escalation steps) still go
+  out in between. Pages (PagerDuty) are never folded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import sqlalchemy as sa
+
+from compiler import ir
+from runtime.incidents import ENDED
+from runtime.notify.model import DELIVERED, FAILED, RETRY, Delivery, Endpoints, Outbound
+from runtime.store import Store
+from runtime.store.schema import incidents, outbox, threads, timeline
+
+log = logging.getLogger("irules.outbox")
+
+Clock = Callable[[], datetime.datetime]
+
+# Messages per second and burst, by channel kind. Slack allows about one message per
+# second per channel, PagerDuty 120 events a minute per routing key, and legacy Teams
+# connectors four requests a second.
+RATES: dict[str, tuple[float, float]] = {
+    "slack": (1.0, 3.0),
+    "teams": (2.0, 4.0),
+    "pagerduty": (2.0, 10.0),
+    "sms": (1.0, 5.0),
+    "email": (5.0, 10.0),
+    "webhook": (10.0, 20.0),
+    "apprise": (1.0, 5.0),
+}
+DEFAULT_RATE = (1.0, 5.0)
+# Kinds whose waiting messages may be folded into a digest.
+DIGEST_KINDS = frozenset({"slack", "teams", "email", "sms", "webhook", "apprise"})
+DIGEST_EVENTS = ("opened", "updated", "reminder")
+DIGEST_AT = 25
+DIGEST_MAX = 500
+DIGEST_INTERVAL_S = 60.0
+# Rows looked at per claim.
+CLAIM_WINDOW = 2000
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    base_s: float = 2.0
+    cap_s: float = 600.0
+    max_attempts: int = 10
+
+    def delay(self, attempts: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Return the pause before the next attempt: the service's `Retry-After`, else capped exponential backoff with full jitter."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.cap_s) + rng.uniform(0, 1)
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(attempts - 1, 0))
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate: float
+    burst: float
+    tokens: float
+    updated: datetime.datetime
+
+    def take(self, now: datetime.datetime) -> bool:
+        elapsed = max((now - self.updated).total_seconds(), 0.0)
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def ready_at(self, now: datetime.datetime) -> datetime.datetime:
+        missing = max(0.0, 1.0 - self.tokens)
+        return now + datetime.timedelta(seconds=missing / self.rate)
+
+
+@dataclass(slots=True)
+class Breaker:
+    """Opens after `threshold` retryable failures in a row; stays open for a pause that doubles up to `max_open_s`."""
+
+    threshold: int = 5
+    open_s: float = 30.0
+    max_open_s: float = 300.0
+    failures: int = 0
+    open_until: datetime.datetime | None = None
+    opened: int = 0
+
+    def allows(self, now: datetime.datetime) -> bool:
+        return self.open_until is None or now >= self.open_until
+
+    def record(self, outcome: str, now: datetime.datetime) -> bool:
+        """Record an outcome; return True when this failure opened the breaker."""
+        if outcome != RETRY:
+            self.failures, self.open_until, self.opened = 0, None, 0
+            return False
+        self.failures += 1
+        if self.failures < self.threshold and self.open_until is None:
+            return False
+        pause = min(self.max_open_s, self.open_s * 2**self.opened)
+        self.opened += 1
+        self.open_until = now + datetime.timedelta(seconds=pause)
+        return True
+
+
+@dataclass(slots=True)
+class Claimed:
+    id: int
+    key: str
+    incident_id: int | None
+    incident_key: str | None
+    receiver: str | None
+    channel: str
+    endpoint: str
+    event: str
+    attempts: int
+    outbound: Outbound
+    folded: list[int] = field(default_factory=list)
+
+
+Sender = Callable[..., Any]
+
+
+class Outbox:
+    """The worker that sends outbox rows; `run` loops until stopped, `send_ready` sends what is due once."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Callable[[], ir.Settings],
+        secrets: Callable[[str], str | None],
+        client: httpx.AsyncClient,
+        endpoints: Endpoints | None = None,
+        *,
+        clock: Clock = utc_now,
+        retry: RetryPolicy | None = None,
+        rates: dict[str, tuple[float, float]] | None = None,
+        rng: random.Random | None = None,
+        sender: Sender | None = None,
+        on_result: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.secrets = secrets
+        self.client = client
+        self.endpoints = endpoints or Endpoints()
+        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        self.rates = {**RATES, **(rates or {})}
+        self.rng = rng or random.Random()
+        self._sender = sender
+        self.on_result = on_result
+        self.lease_s = self.endpoints.timeout_s * 2 + 30
+        self._buckets: dict[str, TokenBucket] = {}
+        self._breakers: dict[str, Breaker] = {}
+        self._busy: set[str] = set()
+        # When each endpoint last got a digest: while its storm lasts, foldable messages wait for the next one.
+        self._last_digest: dict[str, datetime.datetime] = {}
+        self._wakeup = anyio.Event()
+
+    # ------------------------------------------------------------ loop
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, stop: anyio.Event | None = None, idle_s: float = 1.0) -> None:
+        """Send rows as they become due, each endpoint on its own, until `stop` is set."""
+        await anyio.to_thread.run_sync(self.release_expired)
+        async with anyio.create_task_group() as group:
+            while stop is None or not stop.is_set():
+                claimed = await anyio.to_thread.run_sync(self.claim)
+                for item in claimed:
+                    self._busy.add(item.endpoint)
+                    group.start_soon(self._deliver_and_wake, item)
+                if claimed:
+                    continue
+                with anyio.move_on_after(idle_s):
+                    await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+            # Let messages in flight finish, so their outcome is recorded and none is sent twice.
+            with anyio.move_on_after(self.endpoints.timeout_s + 1):
+                while self._busy:
+                    await anyio.sleep(0.02)
+            group.cancel_scope.cancel()
+
+    async def _deliver_and_wake(self, item: Claimed) -> None:
+        try:
+            await self.deliver(item)
+        finally:
+            self._busy.discard(item.endpoint)
+            self.wake()
+
+    async def send_ready(self) -> int:
+        """Claim and send, endpoint by endpoint, until nothing can go now; return how many messages were sent or given up.
+
+        Tests with a fake clock use this instead of `run`.
+        """
+        done = 0
+        while True:
+            claimed = await anyio.to_thread.run_sync(self.claim)
+            if not claimed:
+                return done
+            async with anyio.create_task_group() as group:
+                for item in claimed:
+                    self._busy.add(item.endpoint)
+                    group.start_soon(self._deliver_and_wake, item)
+            done += len(claimed)
+
+    # ------------------------------------------------------------ claiming
+
+    def release_expired(self) -> int:
+        """Put rows whose sender died back in the queue; return how many."""
+        now = self.clock()
+        with self.store.write() as connection:
+            return connection.execute(
+                outbox.update()
+                .where(outbox.c.status == "sending", outbox.c.lease_until < now)
+                .values(status="pending", lease_until=None, next_attempt_at=now)
+            ).rowcount
+
+    def claim(self) -> list[Claimed]:
+        """Take the next row of every idle endpoint whose rate limit and breaker allow a message now."""
+        now = self.clock()
+        with self.store.write() as connection:
+            rows = (
+                connection.execute(
+                    sa.select(outbox)
+                    .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
+                    .order_by(outbox.c.priority.desc(), outbox.c.id)
+                    .limit(CLAIM_WINDOW)
+                )
+                .mappings()
+                .all()
+            )
+            waiting: dict[str, list[Any]] = {}
+            for row in rows:
+                waiting.setdefault(row["endpoint"], []).append(row)
+            claimed: list[Claimed] = []
+            for endpoint, queue in waiting.items():
+                if endpoint in self._busy or not self._breaker(endpoint).allows(now):
+                    continue
+                item = self._claim_first(connection, endpoint, queue, now)
+                if item is not None:
+                    claimed.append(item)
+            return claimed
+
+    def _claim_first(self, connection: sa.Connection, endpoint: str, queue: list[Any], now: datetime.datetime) -> Claimed | None:
+        kind = queue[0]["channel"]
+        bucket = self._bucket(endpoint, kind, now)
+        foldable = [row for row in queue if _foldable(row)] if kind in DIGEST_KINDS else []
+        last = self._last_digest.get(endpoint)
+        holding = last is not None and (now - last).total_seconds() < DIGEST_INTERVAL_S
+        if last is not None and not holding and len(foldable) < 2:
+            # The storm is over: back to one message per incident.
+            self._last_digest.pop(endpoint, None)
+            last = None
+        storming = len(foldable) >= (2 if last is not None else DIGEST_AT)
+        for row in queue:
+            if holding and _foldable(row):
+                continue
+            if not self._still_wanted(connection, row, now):
+                continue
+            if not bucket.take(now):
+                return None
+            if storming and _foldable(row):
+                self._last_digest[endpoint] = now
+                return self._fold(connection, foldable[:DIGEST_MAX], now)
+            return self._lease(connection, row, now)
+        return None
+
+    def _still_wanted(self, connection: sa.Connection, row: Any, now: datetime.datetime) -> bool:
+        """Cancel a message that an acknowledgement or resolution made pointless; return whether it still goes out."""
+        if row["cancel_on"] is None or row["incident_id"] is None:
+            return True
+        incident = connection.execute(
+            sa.select(incidents.c.status, incidents.c.acknowledged_at)
+            .where(incidents.c.id == row["incident_id"])
+            .with_for_update()
+        ).one()
+        ended = incident.status in ENDED
+        acknowledged = incident.acknowledged_at is not None
+        if ended or (row["cancel_on"] == "acknowledged" and acknowledged):
+            reason = f"incident {'resolved' if ended else 'acknowledged'} before sending"
+            connection.execute(
+                outbox.update()
+                .where(outbox.c.id == row["id"], outbox.c.status == "pending")
+                .values(status="cancelled", last_error=reason)
+            )
+            return False
+        return True
+
+    def _lease(self, connection: sa.Connection, row: Any, now: datetime.datetime) -> Claimed | None:
+        leased = connection.execute(
+            outbox.update()
+            .where(outbox.c.id == row["id"], outbox.c.status == "pending")
+            .values(status="sending", attempts=row["attempts"] + 1, lease_until=now + datetime.timedelta(seconds=self.lease_s))
+        ).rowcount
+        if not leased:
+            return None
+        outbound = Outbound.from_json(row["message"])
+        if row["incident_id"] is not None and outbound.kind == "slack":
+            reference = connection.execute(
+                sa.select(threads.c.reference).where(
+                    threads.c.incident_id == row["incident_id"], threads.c.endpoint == row["endpoint"]
+                )
+            ).scalar()
+            if reference:
+                outbound = Outbound(
+                    kind=outbound.kind, payload=outbound.payload, target=outbound.target, url=outbound.url,
+                    secrets=outbound.secrets, thread=dict(reference),
+                )  # fmt: skip
+        return Claimed(
+            id=row["id"],
+            key=row["key"],
+            incident_id=row["incident_id"],
+            incident_key=self._incident_key(connection, row["incident_id"]),
+            receiver=row["receiver"],
+            channel=row["channel"],
+            endpoint=row["endpoint"],
+            event=row["event"],
+            attempts=row["attempts"] + 1,
+            outbound=outbound,
+            folded=list((row["reference"] or {}).get("folded", [])),
+        )
+
+    @staticmethod
+    def _incident_key(connection: sa.Connection, incident_id: int | None) -> str | None:
+        if incident_id is None:
+            return None
+        return connection.execute(sa.select(incidents.c.key).where(incidents.c.id == incident_id)).scalar()
+
+    def _fold(self, connection: sa.Connection, rows: list[Any], now: datetime.datetime) -> Claimed | None:
+        """Replace waiting messages of one endpoint by one digest row, lease it and return it."""
+        ids = [row["id"] for row in rows]
+        summary = connection.execute(
+            sa.select(incidents.c.id, incidents.c.key, incidents.c.title, incidents.c.severity, incidents.c.status).where(
+                incidents.c.id.in_([row["incident_id"] for row in rows if row["incident_id"] is not None])
+            )
+        ).all()
+        listed = {item.id: item for item in summary}
+        entries = []
+        for row in rows:
+            item = listed.get(row["incident_id"])
+            if item is not None and all(entry["id"] != item.key for entry in entries):
+                entries.append(
+                    {"id": item.key, "title": item.title, "severity": item.severity, "status": item.status, "event": row["event"]}
+                )
+        first = Outbound.from_json(rows[0]["message"])
+        outbound = digest_message(first, entries, len(rows), self.settings().locale)
+        digest_id = connection.execute(
+            outbox.insert().values(
+                key=f"digest:{rows[0]['endpoint']}:{ids[0]}"[:300],
+                incident_id=None,
+                receiver=rows[0]["receiver"],
+                channel=rows[0]["channel"],
+                endpoint=rows[0]["endpoint"],
+                event="digest",
+                priority=max(row["priority"] for row in rows),
+                message=outbound.to_json(),
+                cancel_on=None,
+                status="sending",
+                attempts=1,
+                created_at=now,
+                next_attempt_at=now,
+                lease_until=now + datetime.timedelta(seconds=self.lease_s),
+                reference={"folded": ids},
+            )
+        ).inserted_primary_key[0]
+        connection.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(ids), outbox.c.status == "pending")
+            .values(status="folded", reference={"digest": digest_id}, sent_at=None)
+        )
+        log.warning(
+            "%s: %d messages waiting; sending one digest of %d incidents instead", rows[0]["endpoint"], len(rows), len(entries)
+        )
+        return Claimed(
+            id=digest_id,
+            key=f"digest:{ids[0]}",
+            incident_id=None,
+            incident_key=None,
+            receiver=rows[0]["receiver"],
+            channel=rows[0]["channel"],
+            endpoint=rows[0]["endpoint"],
+            event="digest",
+            attempts=1,
+            outbound=outbound,
+            folded=ids,
+        )
+
+    def _bucket(self, endpoint: str, kind: str, now: datetime.datetime) -> TokenBucket:
+        bucket = self._buckets.get(endpoint)
+        if bucket is None:
+            rate, burst = self.rates.get(kind, DEFAULT_RATE)
+            bucket = self._buckets[endpoint] = TokenBucket(rate, burst, burst, now)
+        return bucket
+
+    def _breaker(self, endpoint: str) -> Breaker:
+        return self._breakers.setdefault(endpoint, Breaker())
+
+    # ------------------------------------------------------------ sending
+
+    async def deliver(self, item: Claimed) -> Delivery:
+        try:
+            delivery = await self._send(item.outbound)
+        except Exception as error:  # a bug in a sender must not stop the worker or lose the row
+            log.exception("outbox row %d (%s): the %s sender failed", item.id, item.endpoint, item.channel)
+            delivery = Delivery(RETRY, f"sender error: {type(error).__name__}")
+        await anyio.to_thread.run_sync(self.record, item, delivery)
+        return delivery
+
+    async def _send(self, outbound: Outbound) -> Delivery:
+        if self._sender is not None:
+            return await self._sender(outbound)
+        from runtime.notify.channels import send
+
+        return await send(outbound, secrets=self.secrets, client=self.client, endpoints=self.endpoints, settings=self.settings())
+
+    def record(self, item: Claimed, delivery: Delivery) -> None:
+        """Write the outcome of one attempt, and what the next attempt or the timeline needs."""
+        now = self.clock()
+        outcome = delivery.outcome
+        if outcome == RETRY and item.attempts >= self.retry.max_attempts:
+            outcome = FAILED
+        opened = self._breaker(item.endpoint).record(delivery.outcome, now)
+        values: dict[str, Any] = {
+            "last_status": delivery.status,
+            "last_error": delivery.detail[:2000] or None,
+            "lease_until": None,
+        }
+        if outcome == DELIVERED:
+            reference = {"folded": item.folded, **delivery.reference} if item.folded else dict(delivery.reference)
+            values.update(status="delivered", sent_at=now, reference=reference)
+        elif outcome == RETRY:
+            delay = self.retry.delay(item.attempts, delivery.retry_after_s, self.rng)
+            values.update(status="pending", next_attempt_at=now + datetime.timedelta(seconds=delay))
+        else:
+            values.update(status="failed")
+        with self.store.write() as connection:
+            updated = connection.execute(
+                outbox.update()
+                .where(outbox.c.id == item.id, outbox.c.status == "sending", outbox.c.attempts == item.attempts)
+                .values(**values)
+            ).rowcount
+            if not updated:
+                log.warning("outbox row %d: lease lost before the outcome was recorded; it may be sent again", item.id)
+                return
+            if outcome == DELIVERED and item.incident_id is not None and item.channel == "slack" and delivery.reference.get("ts"):
+                exists = connection.execute(
+                    sa.select(threads.c.incident_id).where(
+                        threads.c.incident_id == item.incident_id, threads.c.endpoint == item.endpoint
+                    )
+                ).first()
+                if exists is None:
+                    connection.execute(
+                        threads.insert().values(
+                            incident_id=item.incident_id, endpoint=item.endpoint, reference=dict(delivery.reference)
+                        )
+                    )
+            if item.incident_id is not None and outcome in (DELIVERED, FAILED):
+                connection.execute(timeline.insert().values(**self._timeline_entry(item, outcome, delivery, now)))
+        if opened:
+            log.error(
+                "%s: %d failures in a row; pausing it (circuit breaker open)",
+                item.endpoint,
+                self._breaker(item.endpoint).failures,
+            )
+        level = logging.INFO if outcome == DELIVERED else logging.WARNING
+        log.log(
+            level,
+            "incident %s: %s %s to %s (%s) %s after %d attempts%s",
+            item.incident_key or "-",
+            item.event,
+            item.channel,
+            item.receiver or "-",
+            item.endpoint,
+            outcome if outcome != RETRY else "will be retried",
+            item.attempts,
+            f": {delivery.detail}" if delivery.detail else "",
+        )
+        if self.on_result is not None:
+            self.on_result(item.channel, outcome)
+
+    @staticmethod
+    def _timeline_entry(item: Claimed, outcome: str, delivery: Delivery, now: datetime.datetime) -> dict[str, Any]:
+        verb = "Sent" if outcome == DELIVERED else "Could not send"
+        message = f"{verb} {item.event} message to {item.receiver or '-'} via {item.channel}"
+        if outcome != DELIVERED and delivery.detail:
+            message += f": {delivery.detail[:300]}"
+        return {
+            "incident_id": item.incident_id,
+            "at": now,
+            "kind": "notification.sent" if outcome == DELIVERED else "notification.failed",
+            "actor": "irules",
+            "message": message,
+            "data": {
+                "outbox": item.id,
+                "channel": item.channel,
+                "endpoint": item.endpoint,
+                "attempts": item.attempts,
+                "status": delivery.status,
+            },
+        }
+
+
+# ---------------------------------------------------------------- digests
+
+
+def _foldable(row: Any) -> bool:
+    return row["event"] in DIGEST_EVENTS and row["cancel_on"] is None
+
+
+_DIGEST_TEXTS = {
+    "en": {
+        "title": "{count} incident notifications were combined into this message",
+        "line": "{id} [{severity}] {title}",
+        "more": "and {count} more",
+    },
+    "de": {
+        "title": "{count} Benachrichtigungen zu Vorfällen wurden in dieser Nachricht zusammengefasst",
+        "line": "{id} [{severity}] {title}",
+        "more": "und {count} weitere",
+    },
+}
+_DIGEST_LINES = 30
+
+
+def digest_message(first: Outbound, entries: list[dict[str, Any]], count: int, locale: str) -> Outbound:
+    """Return one message listing `entries`, for the same channel as `first`."""
+    texts = _DIGEST_TEXTS.get(locale.split("-")[0], _DIGEST_TEXTS["en"])
+    title = texts["title"].format(count=count)
+    lines = [
+        texts["line"].format(id=entry["id"], severity=(entry["severity"] or "-").upper(), title=entry["title"][:120])
+        for entry in entries[:_DIGEST_LINES]
+    ]
+    if len(entries) > _DIGEST_LINES:
+        lines.append(texts["more"].format(count=len(entries) - _DIGEST_LINES))
+    text = "\n".join(lines)
+    payload: dict[str, Any]
+    match first.kind:
+        case "slack":
+            escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            payload = {
+                "text": title,
+                "blocks": [
+                    {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+                    {"type": "section", "text": {"type": "mrkdwn", "text": escaped[:3000]}},
+                ],
+            }
+        case "teams":
+            payload = {
+                "type": "message",
+                "attachments": [
+                    {
+                        "contentType": "application/vnd.microsoft.card.adaptive",
+                        "contentUrl": None,
+                        "content": {
+                            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "type": "AdaptiveCard",
+                            "version": "1.4",
+                            "body": [
+                                {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": True},
+                                {"type": "TextBlock", "text": text[:20000], "wrap": True},
+                            ],
+                        },
+                    }
+                ],
+            }
+        case "email":
+            payload = {"subject": title, "text": text}
+        case "sms":
+            payload = {"Body": (title + "\n" + text)[:700]}
+        case _:
+            payload = {"version": "1", "event": "digest", "count": count, "incidents": entries}
+    return Outbound(kind=first.kind, payload=payload, target=first.target, url=first.url, secrets=first.secrets)
