@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -307,10 +307,13 @@ def create(
     team: str | None,
     actor: str,
     policy: Any = None,
+    within: Callable[[sa.Connection], None] | None = None,
 ) -> dict[str, Any]:
     """Open an incident by hand, without an alert, and return its whole row.
 
     With the rules' `policy`, the team hears about it and its escalation starts.
+    `within` runs in the same transaction, so a caller can record that its request
+    was done exactly when the incident exists.
     """
     if severity is not None and severity not in SEVERITY_LEVELS:
         raise IncidentError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITY_LEVELS)}", status=400)
@@ -336,6 +339,8 @@ def create(
 
             escalation.schedule(connection, policy, opened, now)
             planner.mark_due(connection, policy, {opened["id"]: planner.Touch(now)})
+        if within is not None:
+            within(connection)
         # `open_incident` returns only the columns it sets, but `to_json` also reads those left at their defaults.
         return dict(get_row(connection, opened["key"]))
 

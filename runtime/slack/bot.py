@@ -263,9 +263,9 @@ class SlackBot:
         except Exception:
             log.exception("slack request %s (%s) failed", request.delivery_id, request.kind)
             reply = Reply(FAILED_TEXT)
-        # NOTE: a crash between the incident operation's commit and this one repeats the
-        # operation after a restart. Acknowledging and resolving are idempotent; a repeated
-        # `create` opens a second incident.
+        # A crash between the incident operation's commit and this one repeats the operation
+        # after a restart. Acknowledging and resolving are idempotent, and `create` marks the
+        # request processed in its own transaction, so no request opens two incidents.
         await anyio.to_thread.run_sync(inbox.finish, self.store, request.delivery_id, reply.text, self.clock())
         log.info("slack request %s (%s) processed", request.delivery_id, request.kind)
         if target is not None:
@@ -279,7 +279,7 @@ class SlackBot:
                 command = parse_command(_command_text(request))
             except CommandError as error:
                 return Reply(f"{error}\n\n{help_text(self._slash_command())}")
-            return await self._run_command(command, actor)
+            return await self._run_command(command, actor, request.delivery_id)
         except CommandError as error:
             return Reply(str(error))
         except incident_ops.IncidentError as error:
@@ -287,7 +287,7 @@ class SlackBot:
 
     # ------------------------------------------------------------ commands
 
-    async def _run_command(self, command: Command, actor: Actor) -> Reply:
+    async def _run_command(self, command: Command, actor: Actor, delivery_id: str) -> Reply:
         if command.name == "help":
             return Reply(help_text(self._slash_command()))
         assert command.incident is not None or command.name == "create", "the parser sets the incident of every other command"
@@ -297,7 +297,7 @@ class SlackBot:
             incident = await anyio.to_thread.run_sync(incident_ops.show, self.store, command.incident)
             return Reply(_status_text(incident, self._incident_url(incident["id"])))
         if command.name == "create":
-            operation = partial(self._create, command, actor)
+            operation = partial(self._create, command, actor, delivery_id)
         elif command.name == "ack":
             operation = partial(self._acknowledge, command.incident, actor)
         else:
@@ -307,10 +307,12 @@ class SlackBot:
             self.on_incident_change()
         return reply
 
-    def _create(self, command: Command, actor: Actor) -> tuple[Reply, bool]:
+    def _create(self, command: Command, actor: Actor, delivery_id: str) -> tuple[Reply, bool]:
         ruleset = self._ruleset()
         team = _team_of(ruleset, command.services)
         options: dict[str, Any] = {} if self._policy is None else {"policy": self._policy()}
+        now = self.clock()
+        options["within"] = lambda connection: inbox.mark_processed(connection, delivery_id, "incident created", now)
         row = incident_ops.create(
             self.store,
             ruleset.settings.incident_id_format,

@@ -73,9 +73,17 @@ def mark_processed(connection: sa.Connection, delivery_id: str, outcome: str, no
 
 
 def finish(store: Store, delivery_id: str, outcome: str, now: datetime.datetime) -> None:
-    """Mark a request processed in a transaction of its own."""
+    """Mark a request processed with its outcome, in a transaction of its own.
+
+    The outcome replaces one that the operation's own transaction wrote; the time it
+    was first marked processed stays.
+    """
     with store.write() as connection:
-        mark_processed(connection, delivery_id, outcome, now)
+        connection.execute(
+            slack_requests.update()
+            .where(slack_requests.c.delivery_id == delivery_id)
+            .values(processed_at=sa.func.coalesce(slack_requests.c.processed_at, now), outcome=outcome[:MAX_OUTCOME])
+        )
 
 
 def purge(store: Store, received_before: datetime.datetime) -> int:

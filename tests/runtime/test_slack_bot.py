@@ -639,6 +639,30 @@ async def test_repeated_command_runs_twice(store: Store, ruleset: ir.Ruleset, sl
     assert [incident["id"] for incident in incident_ops.list_incidents(store)] == ["INC-2", "INC-1"]
 
 
+async def test_crash_after_create_opens_one_incident(
+    store: Store, ruleset: ir.Ruleset, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after the incident is committed and before the request is marked done."""
+    from runtime.slack import inbox
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*_arguments: object) -> None:
+        raise Crash
+
+    async with running(store, ruleset, slack) as harness:
+        await harness.command("create Checkout down")
+        with monkeypatch.context() as patched:
+            patched.setattr(inbox, "finish", crash)
+            with pytest.raises(Crash):
+                await harness.bot.process_pending()
+        # The restarted daemon finds no pending request: the create marked it in its own transaction.
+        assert await harness.bot.process_pending() == 0
+    assert [incident["id"] for incident in incident_ops.list_incidents(store)] == ["INC-1"]
+    assert harness.rows()[0]["outcome"] == "incident created"
+
+
 async def test_purge_keeps_pending_and_recent(store: Store, ruleset: ir.Ruleset, slack: FakeSlack) -> None:
     async with running(store, ruleset, slack) as harness:
         await harness.command("help")
