@@ -1,13 +1,14 @@
-"""The facts a notification tells: the incident, its alerts, services, owner, runbooks and escalation.
+"""Message context: the facts a notification reports about an incident, its alerts, services, owner, runbooks and escalation.
 
-Messages are rendered from this context and nothing else, so the same
-context gives the same text in every channel and locale. Alert data enters it
-as plain values; templates read it and never compile it.
+Messages are rendered from this context and nothing else, so every channel and
+locale reports the same facts. Alert data enters it as plain values, which
+templates read but never compile.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,11 +18,14 @@ from runtime.alerts import FIRING, Alert
 from runtime.policy import Policy, alert_values
 from runtime.store.schema import alerts
 
-# Alerts listed in one message; the rest are counted.
+log = logging.getLogger("irules.notify")
+
+# Maximum number of alerts listed in one message. The rest are only counted.
 MAX_ALERTS = 20
 
 
 def incident_url(policy: Policy, key: str) -> str | None:
+    """Return the URL of the incident's page, or None when neither `incident_url` nor `daemon_url` is set."""
     base = policy.ruleset.settings.incident_url or policy.ruleset.settings.daemon_url
     return None if not base else f"{base.rstrip('/')}/incidents/{key}"
 
@@ -101,7 +105,7 @@ def build(
 
 
 def _runbooks(policy: Policy, alert_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return the runbooks whose condition holds for the incident's first firing alert."""
+    """Return the runbooks whose `when` condition is true for the incident's first firing alert."""
     firing = next((item for item in alert_list if item["status"] == FIRING), None)
     if firing is None or not policy.ruleset.runbooks:
         return []
@@ -117,9 +121,10 @@ def _runbooks(policy: Policy, alert_list: list[dict[str, Any]]) -> list[dict[str
     found = []
     for runbook in policy.ruleset.runbooks:
         try:
-            holds = runbook.when is None or condition_holds(runbook.when, values)
-        except Exception:  # a condition that cannot be evaluated on this alert does not list the runbook
-            holds = False
-        if holds:
+            applies = runbook.when is None or condition_holds(runbook.when, values)
+        except Exception as error:  # A condition that cannot be evaluated on this alert leaves the runbook out.
+            log.warning("runbook %s: its condition cannot be evaluated on alert %s: %s", runbook.id, alert.name, error)
+            applies = False
+        if applies:
             found.append({"name": runbook.id, "description": runbook.title or runbook.description or ""})
     return found

@@ -1,17 +1,21 @@
 """Escalation: timers that notify, page or raise the level while an incident stays unacknowledged or unresolved.
 
 When an incident opens, every step of its team's escalation policy, for every
-round of `repeat`, becomes a row in `timers` with the moment it is due. The
-rows are the schedule: a restart loses nothing, and a rules edit does not
-change the steps of incidents already running.
+round of `repeat`, becomes a row in `timers` with the time it is due. The rows
+are the schedule, so a restart loses nothing, and a rules edit does not change
+the steps of incidents already running.
 
-A timer fires once: the transaction that marks it fired also queues its
-messages. An acknowledgement cancels the `unacknowledged` timers and the
-messages they queued that have not gone out, in the same transaction as the
-acknowledgement; a resolution cancels all of them. A message of a step that is
-being sent at that moment holds the acknowledgement back until it is done
-(see `acknowledge` in `runtime.incidents`), so nothing an escalation sends
-arrives after the acknowledgement is committed.
+A timer fires once, because the transaction that marks it fired also queues its
+messages. An acknowledgement cancels the `unacknowledged` timers and the unsent
+messages that an acknowledgement stops (those of `unacknowledged` steps and the
+groups' reminders), in the same transaction as the acknowledgement. A resolution cancels all pending
+timers and unsent messages of both kinds. While a step's message is being sent,
+the acknowledgement waits until the send is done (see `acknowledge` in
+`runtime.incidents`), so nothing an escalation sends arrives after the
+acknowledgement is committed.
+
+NOTE: the acknowledgement waits at most `SEND_WAIT_S` (20 s) in `runtime.incidents`.
+A send that takes longer can still arrive after the acknowledgement.
 """
 
 from __future__ import annotations
@@ -34,16 +38,18 @@ log = logging.getLogger("irules.escalation")
 UNACKNOWLEDGED = "escalation.unacknowledged"
 UNRESOLVED = "escalation.unresolved"
 KINDS = {"unacknowledged": UNACKNOWLEDGED, "unresolved": UNRESOLVED}
-# Timers fired per transaction.
+# Maximum number of timers fired per transaction.
 FIRE_BATCH = 100
-# Channels a `page` step uses when the receiver has any of them; otherwise all its channels.
+# Channel kinds that a `page` step uses when the receiver has any of them. Otherwise
+# the step uses all of the receiver's channels.
 PAGING_KINDS = ("pagerduty", "sms")
-# A repeat without `every` starts when the last step of the round is due, but not sooner than this.
+# Minimum round length in seconds. A `repeat` without `every` starts the next round
+# when the last step of the current one is due, but not sooner than this.
 MIN_PERIOD_S = 60.0
 
 
 def describe(step: dict[str, Any]) -> str:
-    """Return a step as the rules write it, such as `after 10m unacknowledged page critical-infrastructure`."""
+    """Return a step in rules syntax, such as `after 10m unacknowledged page critical-infrastructure`."""
     text = f"after {_duration(step['after_s'])} {step['state']} {step['action']}"
     if step["action"] == "escalate":
         return text + (f" to {step['level']}" if step.get("level") else "")
@@ -51,6 +57,7 @@ def describe(step: dict[str, Any]) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """Return a duration in rules syntax, such as `10m`, using the largest whole unit."""
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
@@ -58,10 +65,10 @@ def _duration(seconds: float) -> str:
 
 
 def schedule(connection: sa.Connection, policy: Policy, incident: dict[str, Any], now: datetime.datetime) -> int:
-    """Start the escalation of an incident that opened or reopened at `now`; return how many timers were set.
+    """Create the escalation timers of an incident that opened or reopened at `now`, and return their number.
 
-    A reopened incident starts again from the first step; timers of its earlier
-    run that are still pending are cancelled.
+    A reopened incident starts again from the first step. The pending timers and
+    unsent messages of its earlier run are cancelled, as on a resolution.
     """
     escalation = policy.escalation_for(incident["team"], planner.receivers_of(policy, incident))
     if escalation is None or not escalation.steps:
@@ -78,6 +85,7 @@ def schedule(connection: sa.Connection, policy: Policy, incident: dict[str, Any]
 
 
 def _timer_rows(escalation: ir.Escalation, incident_id: int, now: datetime.datetime) -> list[dict[str, Any]]:
+    """Return one timer row per step and round. Keys include the start time, so a restarted escalation gets new keys."""
     period = escalation.repeat_every_s or max(MIN_PERIOD_S, max(step.after_s for step in escalation.steps))
     epoch = now.strftime("%Y%m%dT%H%M%S.%f")
     rows = []
@@ -111,28 +119,30 @@ def _timer_rows(escalation: ir.Escalation, incident_id: int, now: datetime.datet
 def cancel(
     connection: sa.Connection, incident_id: int, on: str, now: datetime.datetime, reason: str | None = None
 ) -> tuple[int, int]:
-    """Cancel pending timers and unsent escalation messages that `on` (acknowledged or resolved) ends.
+    """Cancel the pending timers and unsent messages that `on` (`acknowledged` or `resolved`) ends.
 
-    Returns (timers cancelled, messages cancelled).
+    An acknowledgement ends `unacknowledged` timers and the messages whose `cancel_on`
+    is `acknowledged`, reminders included. A resolution ends every timer and every
+    message with a `cancel_on`. Returns (timers cancelled, messages cancelled).
     """
     kinds = [UNACKNOWLEDGED] if on == "acknowledged" else [UNACKNOWLEDGED, UNRESOLVED]
     ends = ["acknowledged"] if on == "acknowledged" else ["acknowledged", "resolved"]
-    why = reason or f"incident {on}"
+    explanation = reason or f"incident {on}"
     stopped = connection.execute(
         timers.update()
         .where(timers.c.incident_id == incident_id, timers.c.status == "pending", timers.c.kind.in_(kinds))
-        .values(status="cancelled", done_at=now, outcome=why)
+        .values(status="cancelled", done_at=now, outcome=explanation)
     ).rowcount
     withdrawn = connection.execute(
         outbox.update()
         .where(outbox.c.incident_id == incident_id, outbox.c.status == "pending", outbox.c.cancel_on.in_(ends))
-        .values(status="cancelled", last_error=why)
+        .values(status="cancelled", last_error=explanation)
     ).rowcount
     return stopped, withdrawn
 
 
 def sending(connection: sa.Connection, incident_id: int, on: str, now: datetime.datetime) -> int:
-    """Return how many messages that `on` would cancel are being sent right now (claimed, lease not expired)."""
+    """Return the number of messages that `on` would cancel and that are being sent now, with an unexpired lease."""
     ends = ["acknowledged"] if on == "acknowledged" else ["acknowledged", "resolved"]
     return connection.execute(
         sa.select(sa.func.count()).where(
@@ -144,13 +154,8 @@ def sending(connection: sa.Connection, incident_id: int, on: str, now: datetime.
     ).scalar_one()
 
 
-def next_due(store: Store) -> datetime.datetime | None:
-    with store.read() as connection:
-        return connection.execute(sa.select(sa.func.min(timers.c.due_at)).where(timers.c.status == "pending")).scalar()
-
-
 def fire_due(store: Store, policy: Policy, now: datetime.datetime, render: planner.Renderer | None = None) -> int:
-    """Fire every timer due at `now`, a batch per transaction; return how many fired."""
+    """Fire every timer due by `now`, one batch per transaction, and return how many were fired or skipped."""
     render = render or planner._default_renderer()
     fired = 0
     while True:
@@ -173,18 +178,23 @@ def fire_due(store: Store, policy: Policy, now: datetime.datetime, render: plann
 
 
 def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, timer: Any, now: datetime.datetime) -> bool:
-    """Fire one timer in the caller's transaction; return False when another worker fired it first."""
+    """Fire one timer and queue its messages in the caller's transaction.
+
+    Returns False when another worker fired the timer first.
+    """
     claimed = connection.execute(
         timers.update().where(timers.c.id == timer["id"], timers.c.status == "pending").values(status="fired", done_at=now)
     ).rowcount
     if not claimed:
         return False
+
     step = timer["data"]
     incident = dict(connection.execute(sa.select(incidents).where(incidents.c.id == timer["incident_id"])).mappings().one())
     outcome = _skip_reason(step, incident)
     if outcome is not None:
         connection.execute(timers.update().where(timers.c.id == timer["id"]).values(status="skipped", outcome=outcome))
         return True
+
     text = describe(step)
     cancel_on = "acknowledged" if step["state"] == "unacknowledged" else "resolved"
     late = (now - timer["due_at"]).total_seconds()
@@ -195,6 +205,7 @@ def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, t
         "timer": timer["key"],
         "late_s": round(late, 3),
     }
+
     if step["action"] == "escalate":
         level = step["level"] or (incident["escalation_level"] or 0) + 1
         connection.execute(
@@ -210,6 +221,7 @@ def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, t
         message = f"{verb} {step['target']} ({step['policy']}: {text})"
         targets = [step["target"]] if step["target"] else []
         kinds = PAGING_KINDS if step["action"] == "page" else ()
+
     connection.execute(
         timeline.insert().values(
             incident_id=incident["id"],
@@ -220,6 +232,7 @@ def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, t
             data={**detail, "level": level},
         )
     )
+
     escalation = {"policy": step["policy"], "level": level, "step": text}
     queued = 0
     for receiver in targets:
@@ -242,6 +255,7 @@ def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, t
 
 
 def _skip_reason(step: dict[str, Any], incident: dict[str, Any]) -> str | None:
+    """Return why a due step no longer applies to the incident, or None when it applies."""
     if incident["status"] in ENDED:
         return f"incident {incident['status']}"
     if step["state"] == "unacknowledged" and incident["acknowledged_at"] is not None:

@@ -1,4 +1,4 @@
-"""What the outbox stores and what a channel sender answers.
+"""Outbox messages and send results, shared by the planner, the outbox and the channel senders.
 
 A notification is rendered once, when it is queued, and stored as an
 `Outbound`: the channel kind, a target that is not secret, the names of the
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# The kinds of event a notification tells about.
+# Kinds of event that a notification reports.
 EventKind = Literal["opened", "updated", "acknowledged", "resolved", "escalated", "reminder", "reply"]
 
 DELIVERED = "delivered"
@@ -21,12 +21,12 @@ FAILED = "failed"
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """Where the SaaS APIs are; tests and air-gapped sites point them at other hosts."""
+    """Base URLs of the SaaS APIs and the send timeout. Tests and air-gapped sites point the URLs at other hosts."""
 
     slack_api: str = "https://slack.com/api"
     pagerduty_events: str = "https://events.pagerduty.com/v2/enqueue"
     twilio_api: str = "https://api.twilio.com"
-    # Slack's `response_url`s must start with this; anything else is refused, so a
+    # Slack's `response_url`s must start with this prefix. Any other URL is rejected, so a
     # forged request cannot make the daemon post elsewhere.
     slack_hooks: str = "https://hooks.slack.com/"
     timeout_s: float = 10.0
@@ -37,13 +37,13 @@ class Outbound:
     """One message for one channel, as stored in the outbox row.
 
     `kind` is the channel kind of the rules: slack, teams, pagerduty, sms, email,
-    webhook or apprise. `target` is what the rules give as the target when it is
-    not a secret (a Slack channel, addresses, a phone number); `url` is a URL
-    to post to that is not secret (Teams, webhooks); `secrets`
-    maps a role (`url`, `key`, `token`) to the name of the secret that holds it.
+    webhook or apprise. `target` is the target from the rules when it is not a
+    secret (a Slack channel, addresses, a phone number). `url` is a URL to post to
+    that is not secret (Teams, webhooks). `secrets` maps a role (`url`, `key`,
+    `token`) to the name of the secret that contains its value.
     `payload` is the channel's rendered message (see `runtime.notify.messages`).
-    `thread` carries what an earlier delivery answered (a Slack channel id and
-    `ts`) so that updates go into the incident's thread.
+    `thread` is the reference that an earlier delivery returned (a Slack channel id
+    and `ts`), so that updates go into the incident's thread.
     """
 
     kind: str
@@ -77,11 +77,11 @@ class Outbound:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What came of one attempt to send.
+    """Result of one send attempt.
 
     `outcome` is `delivered`, `retry` (429, 5xx, timeouts, connection errors) or
     `failed` (any other 4xx, a logical error such as Slack's `ok: false`, a
-    missing secret). `retry_after_s` is the sender's `Retry-After` when it gave
+    missing secret). `retry_after_s` is the service's `Retry-After` when it sent
     one. `reference` keeps what later messages need, such as Slack's channel id
     and `ts`, PagerDuty's `dedup_key` or Twilio's message `sid`. `detail` is a
     short reason without any secret.

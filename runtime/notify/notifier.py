@@ -1,4 +1,4 @@
-"""The daemon's notification loop: queue what groups and escalation timers have due, then let the outbox send it."""
+"""Daemon notification loop: fire due escalation timers, queue due group messages, then wake the outbox."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from runtime.store import Store
 log = logging.getLogger("irules.notify")
 
 Clock = Callable[[], datetime.datetime]
-# How often due groups and timers are looked for when nothing wakes the loop.
+# Seconds between checks for due groups and timers when nothing wakes the loop.
 TICK_S = 0.5
 
 
 class Notifier:
+    """Loop that turns due escalation timers and notification groups into outbox rows."""
+
     def __init__(
         self,
         store: Store,
@@ -50,10 +52,11 @@ class Notifier:
         return fired, queued
 
     async def run(self, stop: anyio.Event | None = None) -> None:
+        """Call `tick` every `TICK_S`, or sooner after `wake`, until `stop` is set."""
         while stop is None or not stop.is_set():
             try:
                 await anyio.to_thread.run_sync(self.tick)
-            except Exception:  # keep notifying: one bad incident or rule must not stop every page
+            except Exception:  # One bad incident or rule must not stop every page, so keep notifying.
                 log.exception("the notification loop failed; trying again")
             with anyio.move_on_after(TICK_S):
                 await self._wakeup.wait()

@@ -1,26 +1,27 @@
-"""Sending queued notifications: leases, retries with backoff, rate limits, circuit breakers, digests.
+"""Outbox worker: sends queued notifications with leases, retries, rate limits, circuit breakers and digests.
 
 Every notification is an `outbox` row before anything is sent. The worker
 claims a row (status `sending`, with a lease), sends it, and records the
-outcome. A crash between claim and outcome leaves the lease to expire, and
-the row is sent again: delivery is at least once, and PagerDuty's `dedup_key`
-makes a repeated page one page.
+outcome. If the worker crashes between claim and outcome, the lease expires
+and the row is sent again. Delivery is therefore at least once, and PagerDuty's
+`dedup_key` turns a repeated page into one page.
 
 - One message at a time per endpoint (a Slack channel, a PagerDuty routing key,
   an SMTP server), so a thread's first message goes first and one slow endpoint
   never holds up another. Within an endpoint, more severe incidents go first.
 - Each endpoint has a token bucket at the rate its service allows.
-- 429, 5xx and network errors are retried with exponential backoff and full
-  jitter, or after the `Retry-After` the service asked for; another 4xx is not
-  retried. After `max_attempts` the row is `failed`: a dead letter, listed by
-  `irules notifications list --status failed` and sent again by
-  `irules notifications retry`.
-- An endpoint that keeps failing opens its circuit breaker: its rows wait
-  without spending attempts, and after a pause one message tries again.
-- In a storm, when more chat messages wait for one endpoint than `DIGEST_AT`,
-  the waiting ones are folded into one digest message listing the incidents,
-  so people get one message instead of hundreds. While the storm lasts, the
-  endpoint gets at most one digest per `DIGEST_INTERVAL_S`; messages that
+- 429, 5xx and network errors are retried after the service's `Retry-After`,
+  or else with capped exponential backoff and jitter. Any other 4xx is not
+  retried. After `max_attempts` the row is `failed`, a dead letter that
+  `irules notifications list --status failed` lists and
+  `irules notifications retry` sends again.
+- Repeated retryable failures open the endpoint's circuit breaker. Its rows
+  then wait without spending attempts, and after a pause one message is tried
+  again.
+- In a storm, when `DIGEST_AT` or more foldable messages wait for one chat
+  endpoint, they are folded into one digest message listing the incidents, so
+  people get one message instead of hundreds. While the storm lasts, the
+  endpoint gets at most one digest per `DIGEST_INTERVAL_S`. Messages that
   cannot be folded (acknowledgements, resolutions, escalation steps) still go
   out in between. Pages (PagerDuty) are never folded.
 """
@@ -61,13 +62,17 @@ RATES: dict[str, tuple[float, float]] = {
     "apprise": (1.0, 5.0),
 }
 DEFAULT_RATE = (1.0, 5.0)
-# Kinds whose waiting messages may be folded into a digest.
+# Channel kinds whose waiting messages may be folded into a digest.
 DIGEST_KINDS = frozenset({"slack", "teams", "email", "sms", "webhook", "apprise"})
+# Events that may be folded, for messages without a `cancel_on`.
 DIGEST_EVENTS = ("opened", "updated", "reminder")
+# Number of foldable messages waiting for one endpoint that starts a digest.
 DIGEST_AT = 25
+# Maximum number of messages folded into one digest.
 DIGEST_MAX = 500
+# Minimum seconds between two digests to one endpoint while its storm lasts.
 DIGEST_INTERVAL_S = 60.0
-# Rows looked at per claim.
+# Maximum number of due rows read per claim.
 CLAIM_WINDOW = 2000
 
 
@@ -77,12 +82,19 @@ def utc_now() -> datetime.datetime:
 
 @dataclass(slots=True)
 class RetryPolicy:
+    """Backoff settings for retryable failures, in seconds and attempts."""
+
     base_s: float = 2.0
     cap_s: float = 600.0
     max_attempts: int = 10
 
     def delay(self, attempts: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """Return the pause before the next attempt: the service's `Retry-After`, else capped exponential backoff with full jitter."""
+        """Return the seconds to wait before the next attempt.
+
+        A `Retry-After` from the service wins, capped at `cap_s`, plus up to 1 s of jitter.
+        Otherwise the backoff doubles from `base_s` up to `cap_s`, and the wait is a
+        random value between half the backoff and all of it.
+        """
         if retry_after_s is not None:
             return min(max(retry_after_s, 0.0), self.cap_s) + rng.uniform(0, 1)
         ceiling = min(self.cap_s, self.base_s * 2 ** max(attempts - 1, 0))
@@ -91,12 +103,15 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class TokenBucket:
+    """Rate limit of one endpoint: `rate` tokens a second, up to `burst` stored."""
+
     rate: float
     burst: float
     tokens: float
     updated: datetime.datetime
 
     def take(self, now: datetime.datetime) -> bool:
+        """Refill the bucket up to `now`, then take one token and return True if one was available."""
         elapsed = max((now - self.updated).total_seconds(), 0.0)
         self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         self.updated = now
@@ -105,14 +120,15 @@ class TokenBucket:
             return True
         return False
 
-    def ready_at(self, now: datetime.datetime) -> datetime.datetime:
-        missing = max(0.0, 1.0 - self.tokens)
-        return now + datetime.timedelta(seconds=missing / self.rate)
-
 
 @dataclass(slots=True)
 class Breaker:
-    """Opens after `threshold` retryable failures in a row; stays open for a pause that doubles up to `max_open_s`."""
+    """Circuit breaker of one endpoint.
+
+    It opens after `threshold` retryable failures in a row and stays open for
+    `open_s`. Each failed trial after that doubles the pause, up to `max_open_s`.
+    Any other outcome closes it.
+    """
 
     threshold: int = 5
     open_s: float = 30.0
@@ -125,7 +141,7 @@ class Breaker:
         return self.open_until is None or now >= self.open_until
 
     def record(self, outcome: str, now: datetime.datetime) -> bool:
-        """Record an outcome; return True when this failure opened the breaker."""
+        """Record the outcome of one attempt and return True when this failure opened the breaker."""
         if outcome != RETRY:
             self.failures, self.open_until, self.opened = 0, None, 0
             return False
@@ -140,6 +156,8 @@ class Breaker:
 
 @dataclass(slots=True)
 class Claimed:
+    """Outbox row leased for one send attempt, with its decoded message."""
+
     id: int
     key: str
     incident_id: int | None
@@ -157,7 +175,7 @@ Sender = Callable[..., Any]
 
 
 class Outbox:
-    """The worker that sends outbox rows; `run` loops until stopped, `send_ready` sends what is due once."""
+    """Worker that sends outbox rows. `run` loops until stopped, and `send_ready` sends what is due once."""
 
     def __init__(
         self,
@@ -189,7 +207,7 @@ class Outbox:
         self._buckets: dict[str, TokenBucket] = {}
         self._breakers: dict[str, Breaker] = {}
         self._busy: set[str] = set()
-        # When each endpoint last got a digest: while its storm lasts, foldable messages wait for the next one.
+        # Time of each endpoint's last digest. While its storm lasts, foldable messages wait for the next digest.
         self._last_digest: dict[str, datetime.datetime] = {}
         self._wakeup = anyio.Event()
 
@@ -212,7 +230,8 @@ class Outbox:
                 with anyio.move_on_after(idle_s):
                     await self._wakeup.wait()
                 self._wakeup = anyio.Event()
-            # Let messages in flight finish, so their outcome is recorded and none is sent twice.
+            # Wait up to the send timeout (plus 1 s) for messages in flight, so that their
+            # outcome is recorded and they are not sent again after a restart.
             with anyio.move_on_after(self.endpoints.timeout_s + 1):
                 while self._busy:
                     await anyio.sleep(0.02)
@@ -226,7 +245,7 @@ class Outbox:
             self.wake()
 
     async def send_ready(self) -> int:
-        """Claim and send, endpoint by endpoint, until nothing can go now; return how many messages were sent or given up.
+        """Claim and send rows until none can go now, and return the number of send attempts.
 
         Tests with a fake clock use this instead of `run`.
         """
@@ -244,7 +263,7 @@ class Outbox:
     # ------------------------------------------------------------ claiming
 
     def release_expired(self) -> int:
-        """Put rows whose sender died back in the queue; return how many."""
+        """Set `sending` rows whose lease has expired back to `pending`, so they are sent again, and return how many."""
         now = self.clock()
         with self.store.write() as connection:
             return connection.execute(
@@ -254,7 +273,7 @@ class Outbox:
             ).rowcount
 
     def claim(self) -> list[Claimed]:
-        """Take the next row of every idle endpoint whose rate limit and breaker allow a message now."""
+        """Lease the next due row, or a digest, of every idle endpoint whose rate limit and breaker allow a message now."""
         now = self.clock()
         with self.store.write() as connection:
             rows = (
@@ -280,13 +299,14 @@ class Outbox:
             return claimed
 
     def _claim_first(self, connection: sa.Connection, endpoint: str, queue: list[Any], now: datetime.datetime) -> Claimed | None:
+        """Lease the first row of `queue` that may go now, or fold the queue into a digest during a storm."""
         kind = queue[0]["channel"]
         bucket = self._bucket(endpoint, kind, now)
         foldable = [row for row in queue if _foldable(row)] if kind in DIGEST_KINDS else []
         last = self._last_digest.get(endpoint)
         holding = last is not None and (now - last).total_seconds() < DIGEST_INTERVAL_S
         if last is not None and not holding and len(foldable) < 2:
-            # The storm is over: back to one message per incident.
+            # The storm is over, so the endpoint gets one message per incident again.
             self._last_digest.pop(endpoint, None)
             last = None
         storming = len(foldable) >= (2 if last is not None else DIGEST_AT)
@@ -300,11 +320,18 @@ class Outbox:
             if storming and _foldable(row):
                 self._last_digest[endpoint] = now
                 return self._fold(connection, foldable[:DIGEST_MAX], now)
-            return self._lease(connection, row, now)
+            claimed = self._lease(connection, row, now)
+            if claimed is None:
+                bucket.tokens += 1.0  # another worker leased the row first, so nothing was spent
+            return claimed
         return None
 
     def _still_wanted(self, connection: sa.Connection, row: Any, now: datetime.datetime) -> bool:
-        """Cancel a message that an acknowledgement or resolution made pointless; return whether it still goes out."""
+        """Cancel the row if its `cancel_on` event has happened, and return whether it should still be sent.
+
+        An ended incident cancels every row with a `cancel_on`. An acknowledged one
+        cancels the rows whose `cancel_on` is `acknowledged`.
+        """
         if row["cancel_on"] is None or row["incident_id"] is None:
             return True
         incident = connection.execute(
@@ -325,6 +352,7 @@ class Outbox:
         return True
 
     def _lease(self, connection: sa.Connection, row: Any, now: datetime.datetime) -> Claimed | None:
+        """Lease one row and return it with its Slack thread, or None when another worker leased it first."""
         leased = connection.execute(
             outbox.update()
             .where(outbox.c.id == row["id"], outbox.c.status == "pending")
@@ -365,7 +393,7 @@ class Outbox:
         return connection.execute(sa.select(incidents.c.key).where(incidents.c.id == incident_id)).scalar()
 
     def _fold(self, connection: sa.Connection, rows: list[Any], now: datetime.datetime) -> Claimed | None:
-        """Replace waiting messages of one endpoint by one digest row, lease it and return it."""
+        """Replace waiting messages of one endpoint with one leased digest row and return it."""
         ids = [row["id"] for row in rows]
         summary = connection.execute(
             sa.select(incidents.c.id, incidents.c.key, incidents.c.title, incidents.c.severity, incidents.c.status).where(
@@ -380,6 +408,7 @@ class Outbox:
                 entries.append(
                     {"id": item.key, "title": item.title, "severity": item.severity, "status": item.status, "event": row["event"]}
                 )
+
         first = Outbound.from_json(rows[0]["message"])
         outbound = digest_message(first, entries, len(rows), self.settings().locale)
         digest_id = connection.execute(
@@ -401,6 +430,7 @@ class Outbox:
                 reference={"folded": ids},
             )
         ).inserted_primary_key[0]
+
         connection.execute(
             outbox.update()
             .where(outbox.c.id.in_(ids), outbox.c.status == "pending")
@@ -436,9 +466,10 @@ class Outbox:
     # ------------------------------------------------------------ sending
 
     async def deliver(self, item: Claimed) -> Delivery:
+        """Send one claimed row, record the outcome and return it."""
         try:
             delivery = await self._send(item.outbound)
-        except Exception as error:  # a bug in a sender must not stop the worker or lose the row
+        except Exception as error:  # A bug in a sender must not stop the worker or lose the row.
             log.exception("outbox row %d (%s): the %s sender failed", item.id, item.endpoint, item.channel)
             delivery = Delivery(RETRY, f"sender error: {type(error).__name__}")
         await anyio.to_thread.run_sync(self.record, item, delivery)
@@ -452,7 +483,11 @@ class Outbox:
         return await send(outbound, secrets=self.secrets, client=self.client, endpoints=self.endpoints, settings=self.settings())
 
     def record(self, item: Claimed, delivery: Delivery) -> None:
-        """Write the outcome of one attempt, and what the next attempt or the timeline needs."""
+        """Store the outcome of one attempt.
+
+        Depending on the outcome, this also sets the next attempt time, stores the
+        incident's Slack thread and adds a timeline entry.
+        """
         now = self.clock()
         outcome = delivery.outcome
         if outcome == RETRY and item.attempts >= self.retry.max_attempts:
@@ -471,6 +506,7 @@ class Outbox:
             values.update(status="pending", next_attempt_at=now + datetime.timedelta(seconds=delay))
         else:
             values.update(status="failed")
+
         with self.store.write() as connection:
             updated = connection.execute(
                 outbox.update()
@@ -494,6 +530,7 @@ class Outbox:
                     )
             if item.incident_id is not None and outcome in (DELIVERED, FAILED):
                 connection.execute(timeline.insert().values(**self._timeline_entry(item, outcome, delivery, now)))
+
         if opened:
             log.error(
                 "%s: %d failures in a row; pausing it (circuit breaker open)",
@@ -542,7 +579,8 @@ class Outbox:
 
 
 def _foldable(row: Any) -> bool:
-    return row["event"] in DIGEST_EVENTS and row["cancel_on"] is None
+    # Reminders carry `cancel_on` only so that an acknowledgement stops them; a digest may still take them.
+    return row["event"] in DIGEST_EVENTS and (row["cancel_on"] is None or row["event"] == "reminder")
 
 
 _DIGEST_TEXTS = {
@@ -561,7 +599,7 @@ _DIGEST_LINES = 30
 
 
 def digest_message(first: Outbound, entries: list[dict[str, Any]], count: int, locale: str) -> Outbound:
-    """Return one message listing `entries`, for the same channel as `first`."""
+    """Build one digest message listing `entries`, for the channel and target of `first`."""
     texts = _DIGEST_TEXTS.get(locale.split("-")[0], _DIGEST_TEXTS["en"])
     title = texts["title"].format(count=count)
     lines = [

@@ -1,4 +1,4 @@
-"""Who hears about an incident, when, and what: notification groups and the messages they queue.
+"""Notification groups: which receivers are notified about an incident, when, and with which messages.
 
 Each incident has one notification group per receiver, with the timing of
 the route that sent the alert there, as in Alertmanager:
@@ -6,15 +6,15 @@ the route that sent the alert there, as in Alertmanager:
 - the first message waits `group_wait` after the group starts, so alerts that
   fire together arrive in one message;
 - a change (an alert joins or resolves, the severity rises, the incident is
-  resolved) is told at most once per `group_interval`;
-- an open, unacknowledged incident is told again after `repeat_interval`;
-  once someone acknowledged it, reminders stop.
+  resolved) is sent at most once per `group_interval`;
+- an open, unacknowledged incident gets a reminder after `repeat_interval`.
+  Once someone has acknowledged it, reminders stop.
 
-An acknowledgement or resolution by a person is told at once. The pipeline
-and the incident operations only mark a group due, in their own transaction;
-`queue_due` later renders the messages and puts them into the outbox, one row
-per channel, each with an idempotency key, so a group is never told twice
-about the same change.
+An acknowledgement or resolution by a person is sent at once. The pipeline
+and the incident operations only mark a group due, in their own transaction.
+`queue_due` later renders the messages and inserts them into the outbox, one
+row per channel. Each row has an idempotency key, so a group never sends two
+messages about the same change.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ from runtime.store.schema import incidents, notification_groups, outbox, timelin
 
 log = logging.getLogger("irules.notify")
 
+# Maximum number of ids in one SQL `IN` list.
 _IN_CHUNK = 500
-# Groups handled per transaction.
+# Maximum number of due groups queued per transaction.
 QUEUE_BATCH = 200
-# How often a group whose route is muted is looked at again.
+# Seconds until a due group whose route is muted is checked again.
 MUTED_RECHECK_S = 60.0
 
 Renderer = Callable[[ir.Channel, str, dict[str, Any], ir.Ruleset], Outbound]
@@ -48,12 +49,12 @@ Renderer = Callable[[ir.Channel, str, dict[str, Any], ir.Ruleset], Outbound]
 
 @dataclass(slots=True)
 class Touch:
-    """What changed an incident in one transaction, for its notification groups.
+    """Changes to one incident within one transaction, as its notification groups need them.
 
-    `timings` gives, by receiver, the (group wait, group interval, repeat interval, route
-    id) of the route of the alert that changed it. `via_alertmanager` is True when every alert
-    of the change came through Alertmanager, False when one did not, None when no
-    alert took part. `at` is when the first of these changes happened.
+    `timings` maps each receiver to the (group wait, group interval, repeat interval,
+    route id) of the route that sent it the first changed alert. `via_alertmanager` is
+    True when every alert of the change came through Alertmanager, False when at least
+    one did not, and None when no alert took part. `at` is the time of the first change.
     """
 
     at: datetime.datetime
@@ -61,6 +62,7 @@ class Touch:
     via_alertmanager: bool | None = None
 
     def add(self, timings: dict[str, Timing], source: str | None) -> None:
+        """Merge one alert's route timings and source. The first timing per receiver is kept."""
         for receiver, timing in timings.items():
             self.timings.setdefault(receiver, timing)
         if source is not None:
@@ -71,7 +73,7 @@ class Touch:
 
 
 def receivers_of(policy: Policy | None, incident: dict[str, Any]) -> list[str]:
-    """Return the receivers of an incident: those of its alerts' routes, else its team when the team is a receiver."""
+    """Return the receivers of the incident's alert routes, or else its team if the team is a receiver."""
     if incident["receivers"]:
         return list(incident["receivers"])
     team = incident["team"]
@@ -81,7 +83,7 @@ def receivers_of(policy: Policy | None, incident: dict[str, Any]) -> list[str]:
 
 
 def mark_due(connection: sa.Connection, policy: Policy, touches: dict[int, Touch]) -> None:
-    """Create or schedule the notification groups of changed incidents, in the caller's transaction."""
+    """Create the notification groups of changed incidents or update their due time, in the caller's transaction."""
     ids = sorted(touches)
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[start : start + _IN_CHUNK]
@@ -142,17 +144,21 @@ def mark_due(connection: sa.Connection, policy: Policy, touches: dict[int, Touch
 
 
 def _next_due(group: Any, now: datetime.datetime) -> datetime.datetime:
-    """Return when a changed group is next told: not before one group interval after the last message."""
+    """Return the next due time of a changed group, no sooner than one group interval after its last message."""
     if group["notified_at"] is None:
-        # Still in its group wait, or never told: the wait already set stands.
-        return group["due_at"] or now
+        # The group has sent nothing yet, so it keeps the due time that its group wait set.
+        # A group whose incident ended within its wait and came back waits again.
+        return group["due_at"] or now + datetime.timedelta(seconds=group["group_wait_s"])
     earliest = group["notified_at"] + datetime.timedelta(seconds=group["group_interval_s"])
     due = max(now, earliest)
     return due if group["due_at"] is None else min(group["due_at"], due)
 
 
 def mark_due_now(connection: sa.Connection, incident_id: int, now: datetime.datetime) -> None:
-    """Make every group of an incident due at once: a person acknowledged, resolved or escalated it."""
+    """Make every group of the incident that has already sent a message due now.
+
+    The incident operations call this when a person acknowledges, resolves or changes an incident.
+    """
     connection.execute(
         notification_groups.update()
         .where(notification_groups.c.incident_id == incident_id, notification_groups.c.notified_at.is_not(None))
@@ -164,15 +170,17 @@ def mark_due_now(connection: sa.Connection, incident_id: int, now: datetime.date
 
 
 def phase_of(incident: dict[str, Any]) -> str:
+    """Return the incident's notification phase: `open`, `acknowledged` or `resolved`."""
     if incident["status"] in ENDED:
         return "resolved"
     return "acknowledged" if incident["acknowledged_at"] is not None else "open"
 
 
 def state_of(incident: dict[str, Any]) -> str:
-    """Return what a message tells about an incident; a new value means there is news.
+    """Return the notified facts of an incident as one string: phase, severity and alert counts.
 
-    The escalation level is left out: escalation steps send their own messages.
+    A value that differs from the group's `notified_state` means there is news. The
+    escalation level is left out because escalation steps send their own messages.
     """
     return "|".join(
         str(part)
@@ -186,7 +194,7 @@ def state_of(incident: dict[str, Any]) -> str:
 
 
 def event_for(group: Any, incident: dict[str, Any], now: datetime.datetime) -> str | None:
-    """Return the event to tell a due group about, or None when there is nothing new."""
+    """Return the event that a due group sends, or None when there is nothing new."""
     state = state_of(incident)
     phase = phase_of(incident)
     previous = group["notified_state"]
@@ -207,7 +215,7 @@ def event_for(group: Any, incident: dict[str, Any], now: datetime.datetime) -> s
 
 
 def queue_due(store: Store, policy: Policy, now: datetime.datetime, render: Renderer | None = None) -> int:
-    """Queue the messages of every group that is due, a batch per transaction; return how many rows were queued."""
+    """Queue the messages of every due group, one batch per transaction, and return the number of rows queued."""
     render = render or _default_renderer()
     queued = 0
     while True:
@@ -232,6 +240,7 @@ def queue_due(store: Store, policy: Policy, now: datetime.datetime, render: Rend
 
 
 def _incidents(connection: sa.Connection, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Return the incident rows with the given ids, by id."""
     found: dict[int, dict[str, Any]] = {}
     ordered = sorted(ids)
     for start in range(0, len(ordered), _IN_CHUNK):
@@ -244,10 +253,11 @@ def _incidents(connection: sa.Connection, ids: Iterable[int]) -> dict[int, dict[
 def _queue_group(
     connection: sa.Connection, policy: Policy, render: Renderer, group: Any, incident: dict[str, Any], now: datetime.datetime
 ) -> int:
+    """Queue the group's message if it has news, set its next due time, and return the number of rows queued."""
     event = event_for(group, incident, now)
     silence = policy.silence(group["route_id"], now) if event is not None else None
     if silence is not None:
-        # As in Alertmanager, nothing is sent while the route is muted; the news goes out
+        # As in Alertmanager, nothing is sent while the route is muted. The news goes out
         # at the first check after the time interval ends.
         log.debug("incident %s: %s is %s", incident["key"], group["receiver"], silence.describe())
         due = now + datetime.timedelta(seconds=MUTED_RECHECK_S)
@@ -294,11 +304,11 @@ def queue_messages(
     escalation: dict[str, Any] | None = None,
     kinds: tuple[str, ...] = (),
 ) -> int:
-    """Render one message per channel of a receiver into the outbox and note it on the timeline; return rows queued.
+    """Queue one rendered message per channel of a receiver, note it on the timeline, and return the rows queued.
 
-    `key` identifies this notification; each channel's row key adds the channel's
+    `key` identifies this notification. Each channel's row key appends the channel's
     position, so queueing the same notification twice adds nothing. `kinds` limits
-    the channels to those kinds when any of the receiver's channels has one.
+    the channels to those kinds when the receiver has a channel of one of them.
     """
     from targets.alertmanager import delivered_by_alertmanager
 
@@ -366,7 +376,7 @@ def queue_messages(
 
 
 def _insert_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert outbox rows whose key is not there yet; return how many were inserted."""
+    """Insert the outbox rows whose key is not stored yet and return how many were inserted."""
     if not rows:
         return 0
     existing = set(connection.execute(sa.select(outbox.c.key).where(outbox.c.key.in_([row["key"] for row in rows]))).scalars())

@@ -1,4 +1,4 @@
-"""Looking at the outbox and sending failed notifications again, for the CLI and the API."""
+"""Outbox queries for the CLI and the API: list notifications and queue failed ones again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from runtime.store import Store
 from runtime.store.schema import incidents, outbox
 
 STATUSES = ("pending", "sending", "delivered", "failed", "cancelled", "folded")
-# Rows that `retry` may queue again.
+# Statuses of the rows that `retry` may queue again.
 RETRYABLE = ("failed", "cancelled")
 
 
@@ -37,6 +37,7 @@ def list_notifications(
 
 
 def to_json(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the API form of an outbox row, without its rendered message."""
     return {
         "id": row["id"],
         "incident": row.get("incident_key"),
@@ -55,7 +56,7 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def retry(store: Store, number: int, now: datetime.datetime) -> dict[str, Any]:
-    """Queue a failed or cancelled notification again, with its attempts counted from zero."""
+    """Queue a failed or cancelled notification again with its attempt count reset to zero, and return it."""
     with store.write() as connection:
         row = connection.execute(sa.select(outbox).where(outbox.c.id == number)).mappings().first()
         if row is None:

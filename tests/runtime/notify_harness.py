@@ -1,9 +1,9 @@
-"""A daemon's notification parts on a fake clock: pipeline, notifier, outbox, over a real store.
+"""Test harness that runs a daemon's notification parts (pipeline, notifier, outbox) on a fake clock over a real store.
 
 The clock only moves when a test moves it, so group waits, intervals and
 escalation steps are checked to the second without waiting for them. `restart`
-drops every in-memory part and builds them again on the same store, which is
-what a daemon restart leaves behind.
+drops every in-memory part and builds them again on the same store, as a daemon
+restart does.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ T0 = datetime.datetime(2026, 3, 8, 10, 0, tzinfo=datetime.UTC)
 
 
 class FakeClock:
+    """Clock that moves only when `advance` is called."""
+
     def __init__(self, start: datetime.datetime = T0) -> None:
         self.now = start
 
@@ -44,18 +46,22 @@ class FakeClock:
 
 
 def load_policy(folder: Path, text: str) -> Policy:
+    """Write `text` as the rules file in `folder` and return the compiled policy."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rules.irules").write_text(text, encoding="utf-8")
     return Policy(compile_rules(folder))
 
 
 def alert(name: str, status: str = "firing", source: str = "grafana", **labels: str) -> Alert:
+    """Return an alert labelled with its `alertname` and `labels`."""
     labels = {"alertname": name, **labels}
     return Alert(source=source, name=name, status=status, labels=labels, annotations={"summary": f"{name} summary"})
 
 
 @dataclass
 class Harness:
+    """Pipeline, notifier and outbox of one daemon on `store`, driven by `clock`."""
+
     store: Store
     policy: Policy
     clock: FakeClock
@@ -84,13 +90,13 @@ class Harness:
         self.outbox.release_expired()
 
     def post(self, *alerts: Alert) -> None:
-        """Store alerts as one payload received now, and apply them."""
+        """Accept `alerts` as one payload received now and run the pipeline on it."""
         source = alerts[0].source
         accept(self.store, [Accepted(source, Inbound(b"{}", {}, self.clock()), Outcome(source, "alerts", list(alerts)))])
         self.pipeline.process_pending()
 
     def tick(self) -> None:
-        """Fire due timers, queue due messages and send what may go now."""
+        """Fire due timers, queue due messages and send every row that may go now."""
         self.notifier.tick()
         anyio.run(self.outbox.send_ready)
 

@@ -1,9 +1,10 @@
 """The daemon as a child process notifying every channel kind through the fake SaaS and SMTP servers.
 
-An alert opens an incident and every channel hears about it; an acknowledgement
-through the API reaches PagerDuty and the Slack thread; the resolution closes the
-PagerDuty alert; a signed Slack slash command acknowledges another incident; a
-SIGTERM leaves nothing half-sent.
+An alert opens an incident, and every channel is notified. An acknowledgement
+through the API reaches PagerDuty and the Slack thread, and the resolution
+closes the PagerDuty alert. A signed Slack slash command acknowledges another
+incident. Each test ends by stopping the daemon with SIGTERM and expects exit
+status 0.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ SIGNING_SECRET = "slack-signing-secret-for-tests"
 WAIT_S = 20.0
 
 
-def wait_for(check: Callable[[], bool], what: str) -> None:
+def wait_for(check: Callable[[], bool], description: str) -> None:
+    """Poll `check` until it returns True, and fail after WAIT_S seconds."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {description}")
 
 
 @pytest.fixture
@@ -94,10 +96,12 @@ def daemon(tmp_path: Path, fake_saas: FakeSaaS, smtp_server: FakeSmtp):
 
 
 def pagerduty_actions(fake: FakeSaaS) -> list[str]:
+    """Return the `event_action` of each PagerDuty request that the fake server accepted."""
     return [request.data["event_action"] for request in fake.requests(fake.pagerduty_path) if request.status == 202]
 
 
 def signed(body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Return the headers of a Slack request signed with SIGNING_SECRET at `timestamp` (default now)."""
     moment = str(timestamp if timestamp is not None else int(time.time()))
     digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{moment}:".encode() + body, hashlib.sha256).hexdigest()
     return {
@@ -107,9 +111,8 @@ def signed(body: bytes, timestamp: int | None = None) -> dict[str, str]:
     }
 
 
-def test_every_channel_hears_about_an_incident_its_acknowledgement_and_resolution(
-    daemon: DaemonProcess, fake_saas: FakeSaaS, smtp_server: FakeSmtp
-) -> None:
+def test_every_channel_notified_through_lifecycle(daemon: DaemonProcess, fake_saas: FakeSaaS, smtp_server: FakeSmtp) -> None:
+    """Every channel is notified of an incident, its acknowledgement and its resolution."""
     firing = fixture_bytes("grafana/firing.json")
     assert daemon.post("/hooks/grafana", firing).status_code == 202
     wait_for(lambda: pagerduty_actions(fake_saas) == ["trigger"], "the PagerDuty trigger")
@@ -126,7 +129,8 @@ def test_every_channel_hears_about_an_incident_its_acknowledgement_and_resolutio
     assert trigger["routing_key"] == fake_saas.secrets["PAGERDUTY_KEY"]
     assert len(trigger["payload"]["summary"]) <= 1024
     sms = fake_saas.requests(fake_saas.twilio_messages_path)[0].data
-    assert sms["To"] == "+15555550100" and reference in sms["Body"]
+    assert sms["To"] == "+15555550100"
+    assert reference in sms["Body"]
     assert smtp_server.messages[0].rcpt_tos == ["oncall@example.com"]
     post = fake_saas.requests("/api/chat.postMessage")[0].data
     assert post["channel"] == "#incidents"
@@ -140,7 +144,8 @@ def test_every_channel_hears_about_an_incident_its_acknowledgement_and_resolutio
     wait_for(lambda: pagerduty_actions(fake_saas) == ["trigger", "acknowledge"], "the PagerDuty acknowledgement")
     wait_for(lambda: len(fake_saas.requests("/api/chat.postMessage")) == 2, "the Slack thread reply")
     root, reply = (request.data for request in fake_saas.requests("/api/chat.postMessage"))
-    assert "thread_ts" not in root and reply["thread_ts"]
+    assert "thread_ts" not in root
+    assert reply["thread_ts"]
     wait_for(lambda: len(fake_saas.requests("/api/chat.update")) >= 1, "the update of the first Slack message")
 
     document = json.loads(fixture_bytes("grafana/firing.json"))
@@ -164,14 +169,18 @@ def test_every_channel_hears_about_an_incident_its_acknowledgement_and_resolutio
     assert len(sent) == len(rows)
     metrics = daemon.client.get("/metrics").text
     assert 'irules_notifications_total{channel="pagerduty",outcome="delivered"} 3.0' in metrics
-    # No secret value is in the store's outbox rows, the log or the API.
+    # No secret value appears in the daemon log or in the notifications that the API lists.
     log = daemon.log_text()
     for value in (fake_saas.secrets["PAGERDUTY_KEY"], fake_saas.secrets["SLACK_TOKEN"], fake_saas.secrets["TWILIO_AUTH_TOKEN"]):
         assert value not in log
         assert value not in json.dumps(rows)
 
 
-def test_slack_command_acknowledges_and_stops_the_pages(daemon: DaemonProcess, fake_saas: FakeSaaS) -> None:
+def test_slack_command_acknowledges_incident(daemon: DaemonProcess, fake_saas: FakeSaaS) -> None:
+    """A signed slash command acknowledges an incident, once, and its PagerDuty alert.
+
+    Forged and stale commands are rejected.
+    """
     assert daemon.post("/hooks/grafana", fixture_bytes("grafana/firing.json")).status_code == 202
     wait_for(lambda: pagerduty_actions(fake_saas) == ["trigger"], "the PagerDuty trigger")
     reference = daemon.incidents()[0]["id"]
@@ -194,7 +203,7 @@ def test_slack_command_acknowledges_and_stops_the_pages(daemon: DaemonProcess, f
     assert daemon.incident(reference)["acknowledged_by"].startswith("slack:U00000001")
     wait_for(lambda: pagerduty_actions(fake_saas) == ["trigger", "acknowledge"], "the PagerDuty acknowledgement")
     wait_for(lambda: len(fake_saas.requests(fake_saas.slack_response_path)) == 1, "the reply to the command")
-    # The same request again (Slack does not retry commands, but a proxy might): acted on once.
+    # Slack does not retry commands, but a proxy might, so the same request again is acted on only once.
     again = daemon.post("/slack/commands", body, signed(body))
     assert again.status_code == 200
     time.sleep(0.5)

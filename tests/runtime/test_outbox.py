@@ -54,15 +54,18 @@ def harness(store: Store, fake_saas: FakeSaaS, tmp_path):
 
 
 def pagerduty(fake: FakeSaaS) -> list:
+    """Return the PagerDuty requests that the fake server accepted."""
     return [request for request in fake.requests(fake.pagerduty_path) if request.status == 202]
 
 
 async def tick(h: Harness) -> None:
+    """Fire due timers, queue due messages and send what may go now."""
     await anyio.to_thread.run_sync(h.notifier.tick)
     await h.outbox.send_ready()
 
 
 async def advance(h: Harness, seconds: float, step: float = 1.0) -> None:
+    """Move the clock forward `seconds` in steps, ticking after each."""
     end = h.clock() + datetime.timedelta(seconds=seconds)
     while h.clock() < end:
         h.clock.advance(step)
@@ -70,7 +73,8 @@ async def advance(h: Harness, seconds: float, step: float = 1.0) -> None:
 
 
 @pytest.mark.anyio
-async def test_page_is_delivered_once_after_429_and_5xx(harness, fake_saas: FakeSaaS) -> None:
+async def test_page_retried_after_429_and_5xx(harness, fake_saas: FakeSaaS) -> None:
+    """The page is delivered once, after a 429 with Retry-After and two 503s."""
     fake_saas.fail_next(fake_saas.pagerduty_path, 429, headers={"Retry-After": "7"})
     fake_saas.fail_next(fake_saas.pagerduty_path, 503, times=2)
 
@@ -78,8 +82,9 @@ async def test_page_is_delivered_once_after_429_and_5xx(harness, fake_saas: Fake
         await anyio.to_thread.run_sync(h.post, alert("CheckoutDown", severity="critical"))
         await tick(h)
         rows = [row for row in h.outbox_rows() if row["channel"] == "pagerduty"]
-        assert rows[0]["status"] == "pending" and rows[0]["last_status"] == 429
-        # Retry-After 7 s (plus up to 1 s jitter): nothing before that.
+        assert rows[0]["status"] == "pending"
+        assert rows[0]["last_status"] == 429
+        # Retry-After is 7 s plus up to 1 s of jitter, so nothing is sent before that.
         await advance(h, 6)
         assert len(fake_saas.requests(fake_saas.pagerduty_path)) == 1
         await advance(h, 120)
@@ -94,7 +99,7 @@ async def test_page_is_delivered_once_after_429_and_5xx(harness, fake_saas: Fake
 
 
 @pytest.mark.anyio
-async def test_400_is_not_retried_and_becomes_a_dead_letter(harness, fake_saas: FakeSaaS, store: Store) -> None:
+async def test_400_becomes_dead_letter_without_retry(harness, fake_saas: FakeSaaS, store: Store) -> None:
     fake_saas.fail_next(fake_saas.pagerduty_path, 400, body={"status": "invalid event", "message": "Event object is invalid"})
 
     async def body(h: Harness) -> None:
@@ -107,13 +112,14 @@ async def test_400_is_not_retried_and_becomes_a_dead_letter(harness, fake_saas: 
     assert [(row["channel"], row["attempts"], row["last_status"]) for row in failed] == [("pagerduty", 1, 400)]
     # After a fix, `irules notifications retry` queues it again and it goes out.
     queued = queries.retry(store, failed[0]["id"], FakeClock()() + datetime.timedelta(minutes=5))
-    assert queued["status"] == "pending" and queued["attempts"] == 0
+    assert queued["status"] == "pending"
+    assert queued["attempts"] == 0
     with pytest.raises(Exception, match="only failed or cancelled"):
         queries.retry(store, failed[0]["id"], FakeClock()())
 
 
 @pytest.mark.anyio
-async def test_slack_updates_go_into_the_incident_thread(harness, fake_saas: FakeSaaS) -> None:
+async def test_slack_updates_go_into_incident_thread(harness, fake_saas: FakeSaaS) -> None:
     async def body(h: Harness) -> None:
         await anyio.to_thread.run_sync(h.post, alert("CheckoutDown", severity="critical"))
         await tick(h)
@@ -129,7 +135,8 @@ async def test_slack_updates_go_into_the_incident_thread(harness, fake_saas: Fak
     assert "thread_ts" not in posts[0]
     root = fake_saas.requests("/api/chat.postMessage")[0]
     root_ts = next(iter(fake_saas.slack_messages.values()))["ts"] if fake_saas.slack_messages else None
-    assert root_ts is not None and root.status == 200
+    assert root_ts is not None
+    assert root.status == 200
     assert [post.get("thread_ts") for post in posts[1:]] == [root_ts, root_ts]
     updates = [request.data for request in fake_saas.requests("/api/chat.update")]
     assert [update["ts"] for update in updates] == [root_ts, root_ts]
@@ -139,7 +146,7 @@ async def test_slack_updates_go_into_the_incident_thread(harness, fake_saas: Fak
 
 
 @pytest.mark.anyio
-async def test_one_failing_endpoint_does_not_hold_up_another(harness, fake_saas: FakeSaaS) -> None:
+async def test_failing_endpoint_does_not_block_others(harness, fake_saas: FakeSaaS) -> None:
     fake_saas.fail_next(fake_saas.pagerduty_path, 500, times=50)
 
     async def body(h: Harness) -> None:
@@ -151,7 +158,8 @@ async def test_one_failing_endpoint_does_not_hold_up_another(harness, fake_saas:
     assert [request.status for request in fake_saas.requests(fake_saas.pagerduty_path)] == [500]
 
 
-def test_retry_delay_honours_retry_after_and_grows_with_jitter() -> None:
+def test_retry_delay_backoff_and_retry_after() -> None:
+    """The delay honours Retry-After, and otherwise grows exponentially with jitter."""
     policy = RetryPolicy(base_s=2.0, cap_s=600.0)
     rng = random.Random(1)
     assert 30.0 <= policy.delay(1, 30.0, rng) <= 31.0
@@ -161,23 +169,25 @@ def test_retry_delay_honours_retry_after_and_grows_with_jitter() -> None:
         assert max(delays) - min(delays) > ceiling / 4  # jittered, not fixed
 
 
-def test_breaker_opens_after_repeated_failures_and_closes_on_success() -> None:
+def test_breaker_opens_and_closes() -> None:
+    """The breaker opens after repeated failures, doubles its pause and closes on success."""
     breaker = Breaker(threshold=3, open_s=30.0, max_open_s=120.0)
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     assert [breaker.record(RETRY, now) for _ in range(3)] == [False, False, True]
     assert not breaker.allows(now + datetime.timedelta(seconds=29))
     assert breaker.allows(now + datetime.timedelta(seconds=30))
-    # The trial fails: the pause doubles.
+    # The trial attempt fails, so the pause doubles.
     later = now + datetime.timedelta(seconds=30)
     assert breaker.record(RETRY, later)
     assert not breaker.allows(later + datetime.timedelta(seconds=59))
     assert breaker.allows(later + datetime.timedelta(seconds=60))
     breaker.record(DELIVERED, later + datetime.timedelta(seconds=60))
-    assert breaker.allows(later + datetime.timedelta(seconds=60)) and breaker.failures == 0
+    assert breaker.allows(later + datetime.timedelta(seconds=60))
+    assert breaker.failures == 0
 
 
 @pytest.mark.anyio
-async def test_open_breaker_keeps_rows_waiting_without_spending_attempts(store: Store, tmp_path) -> None:
+async def test_open_breaker_spends_no_attempts(store: Store, tmp_path) -> None:
     policy = load_policy(tmp_path / "rules", RULES)
     calls: list[str] = []
 
@@ -192,7 +202,7 @@ async def test_open_breaker_keeps_rows_waiting_without_spending_attempts(store: 
     for _ in range(10):
         h.clock.advance(0.01)
         await tick(h)
-    # Five failures in a row open the breaker; the other rows wait with their attempts untouched.
+    # Five failures in a row open the breaker. The other rows wait with their attempts untouched.
     assert calls.count("pagerduty") == 5
     waiting = [row for row in h.outbox_rows() if row["channel"] == "pagerduty"]
     assert sum(row["attempts"] for row in waiting) == 5
