@@ -317,6 +317,9 @@ def create(
     """
     if severity is not None and severity not in SEVERITY_LEVELS:
         raise IncidentError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITY_LEVELS)}", status=400)
+    if policy is not None and team is not None and team not in policy.teams and team not in policy.receivers:
+        known = ", ".join(sorted(policy.teams)) or "none"
+        raise IncidentError(f"unknown team {team!r}: the rules declare no such team or receiver (teams: {known})", status=400)
     with store.write() as connection:
         opened = open_incident(
             connection,

@@ -37,6 +37,9 @@ def configure(level: str = "info", json_lines: bool = False) -> None:
     root.setLevel(level.upper())
     # Alembic reports every migration step at INFO; the store logs the outcome itself.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    # httpx logs every request's URL at INFO, and webhook URLs carry tokens: keep its warnings only.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     # uvicorn's own error log joins ours; its access log stays off (one line per webhook is noise).
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

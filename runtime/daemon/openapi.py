@@ -254,7 +254,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/notifications/{notification}/retry": {
                 "post": {
-                    "summary": "Send a failed or cancelled notification again",
+                    "summary": "Send a failed notification again",
                     "parameters": [{"name": "notification", "in": "path", "required": True, "schema": {"type": "integer"}}],
                     "responses": {"200": {"description": "The notification, queued again"}, **_errors(400, 401, 404, 409)},
                 }

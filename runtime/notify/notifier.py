@@ -45,8 +45,10 @@ class Notifier:
         """Fire due escalation timers and queue due group messages; return (timers fired, rows queued)."""
         policy = self.policy()
         now = self.clock()
-        fired = escalation.fire_due(self.store, policy, now, self.render)
+        # Groups first: after an outage an incident's first message gets the lower outbox id, so it is
+        # sent (and becomes the Slack thread's root) before the escalation steps that came due meanwhile.
         queued = planner.queue_due(self.store, policy, now, self.render)
+        fired = escalation.fire_due(self.store, policy, now, self.render)
         if fired or queued:
             self.outbox.wake()
         return fired, queued

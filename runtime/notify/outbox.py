@@ -74,6 +74,8 @@ DIGEST_MAX = 500
 DIGEST_INTERVAL_S = 60.0
 # Maximum number of due rows read per claim.
 CLAIM_WINDOW = 2000
+# How often rows whose lease expired go back into the queue.
+RELEASE_EVERY_S = 10.0
 
 
 def utc_now() -> datetime.datetime:
@@ -219,8 +221,13 @@ class Outbox:
     async def run(self, stop: anyio.Event | None = None, idle_s: float = 1.0) -> None:
         """Send rows as they become due, each endpoint on its own, until `stop` is set."""
         await anyio.to_thread.run_sync(self.release_expired)
+        released_at = anyio.current_time()
         async with anyio.create_task_group() as group:
             while stop is None or not stop.is_set():
+                if anyio.current_time() - released_at > RELEASE_EVERY_S:
+                    # Rows whose sender died, in this process or another, go back into the queue.
+                    released_at = anyio.current_time()
+                    await anyio.to_thread.run_sync(self.release_expired)
                 claimed = await anyio.to_thread.run_sync(self.claim)
                 for item in claimed:
                     self._busy.add(item.endpoint)
@@ -540,7 +547,7 @@ class Outbox:
         level = logging.INFO if outcome == DELIVERED else logging.WARNING
         log.log(
             level,
-            "incident %s: %s %s to %s (%s) %s after %d attempts%s",
+            "incident %s: %s %s to %s (%s) %s after %d %s%s",
             item.incident_key or "-",
             item.event,
             item.channel,
@@ -548,6 +555,7 @@ class Outbox:
             item.endpoint,
             outcome if outcome != RETRY else "will be retried",
             item.attempts,
+            "attempt" if item.attempts == 1 else "attempts",
             f": {delivery.detail}" if delivery.detail else "",
         )
         if self.on_result is not None:

@@ -326,7 +326,10 @@ def queue_messages(
     for index, channel in channels:
         if event == "resolved" and channel.send_resolved is False:
             continue
-        if skip_alertmanager and delivered_by_alertmanager(channel, receiver.name, settings):
+        # Alertmanager never acknowledges in PagerDuty, and the daemon's own pages (escalation) need
+        # their acknowledgement and resolution, so those always go out from here.
+        closing_page = channel.kind == "pagerduty" and event in ("acknowledged", "resolved")
+        if skip_alertmanager and not closing_page and delivered_by_alertmanager(channel, receiver.name, settings):
             skipped.append(channel.kind)
             continue
         try:
@@ -358,8 +361,12 @@ def queue_messages(
         )
     inserted = _insert_new(connection, rows)
     if inserted or skipped:
-        kinds_text = ", ".join(row["channel"] for row in rows) or "no channel"
-        message = f"Notified {receiver.name} ({event}) via {kinds_text}"
+        kinds_text = ", ".join(row["channel"] for row in rows)
+        message = (
+            f"Notified {receiver.name} ({event}) via {kinds_text}"
+            if rows
+            else f"Nothing for the daemon to send to {receiver.name} ({event})"
+        )
         if skipped:
             message += f"; Alertmanager delivers {', '.join(skipped)}"
         connection.execute(

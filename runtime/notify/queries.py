@@ -13,7 +13,7 @@ from runtime.store.schema import incidents, outbox
 
 STATUSES = ("pending", "sending", "delivered", "failed", "cancelled", "folded")
 # Statuses of the rows that `retry` may queue again.
-RETRYABLE = ("failed", "cancelled")
+RETRYABLE = ("failed",)
 
 
 def list_notifications(
@@ -56,17 +56,19 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def retry(store: Store, number: int, now: datetime.datetime) -> dict[str, Any]:
-    """Queue a failed or cancelled notification again with its attempt count reset to zero, and return it."""
+    """Queue a failed notification again with its attempt count reset to zero and its last error kept, and return it."""
     with store.write() as connection:
         row = connection.execute(sa.select(outbox).where(outbox.c.id == number)).mappings().first()
         if row is None:
             raise IncidentError(f"notification {number} not found", status=404)
         if row["status"] not in RETRYABLE:
-            raise IncidentError(f"notification {number} is {row['status']}; only failed or cancelled ones can be sent again")
+            raise IncidentError(
+                f"notification {number} is {row['status']}; only failed ones can be sent again (a cancelled one was stopped by an acknowledgement or resolution)"
+            )
         connection.execute(
             outbox.update()
             .where(outbox.c.id == number)
-            .values(status="pending", attempts=0, next_attempt_at=now, cancel_on=None, lease_until=None)
+            .values(status="pending", attempts=0, next_attempt_at=now, lease_until=None)
         )
         key = connection.execute(sa.select(incidents.c.key).where(incidents.c.id == row["incident_id"])).scalar()
         return to_json({**row, "incident_key": key, "status": "pending", "attempts": 0, "next_attempt_at": now})

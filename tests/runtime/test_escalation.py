@@ -346,7 +346,8 @@ def _race_once(store: Store, policy, rng: random.Random) -> tuple[SlowRecorder, 
     h.post(alert("CheckoutDown", service="checkout", severity="critical"))
     clock.advance(5 * MINUTE)
     h.notifier.tick()  # The page is due, so it is fired and queued but not sent yet.
-    ack_delay, send_delay = rng.uniform(0, 0.02), rng.uniform(0, 0.02)
+    # The acknowledgement's pause is longer: claiming the page takes a few more round trips on PostgreSQL.
+    ack_delay, send_delay = rng.uniform(0, 0.05), rng.uniform(0, 0.02)
 
     def acknowledge() -> None:
         time.sleep(ack_delay)
@@ -400,13 +401,16 @@ def test_acknowledgement_waits_for_page_in_flight(store: Store, policy) -> None:
     release = threading.Event()
 
     async def hold(outbound: Outbound) -> Delivery:
-        await anyio.to_thread.run_sync(release.wait)
+        if outbound.target == "+15555550101":  # the escalation page; the incident's first messages pass
+            await anyio.to_thread.run_sync(release.wait)
         return Delivery(DELIVERED)
 
     h = Harness(store, policy, clock, send=hold)
     h.post(alert("CheckoutDown", service="checkout", severity="critical"))
-    clock.advance(5 * MINUTE)
-    h.notifier.tick()
+    h.run_for(4 * MINUTE + 30, step=30)  # the first messages go out at 0:30
+    clock.advance(30)
+    h.notifier.tick()  # 5:00: the page is queued, not sent yet
+    assert [row["event"] for row in h.outbox_rows() if row["status"] == "pending"] == ["escalated"]
     finished: list[float] = []
 
     def acknowledge() -> None:
@@ -414,13 +418,19 @@ def test_acknowledgement_waits_for_page_in_flight(store: Store, policy) -> None:
         finished.append(time.monotonic())
 
     async def scenario() -> float:
-        async with anyio.create_task_group() as group:
-            group.start_soon(h.outbox.send_ready)
-            group.start_soon(anyio.to_thread.run_sync, acknowledge)
-            await anyio.sleep(0.3)
-            assert finished == []  # still waiting for the page in flight
-            released = time.monotonic()
-            release.set()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(h.outbox.send_ready)
+                with anyio.fail_after(10):
+                    while not [row for row in h.outbox_rows() if row["status"] == "sending"]:
+                        await anyio.sleep(0.01)
+                group.start_soon(anyio.to_thread.run_sync, acknowledge)
+                await anyio.sleep(0.3)
+                assert finished == []  # still waiting for the page in flight
+                released = time.monotonic()
+                release.set()
+        finally:
+            release.set()  # never leave the held sender's thread waiting
         return released
 
     released = anyio.run(scenario)

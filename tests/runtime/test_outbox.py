@@ -114,7 +114,7 @@ async def test_400_becomes_dead_letter_without_retry(harness, fake_saas: FakeSaa
     queued = queries.retry(store, failed[0]["id"], FakeClock()() + datetime.timedelta(minutes=5))
     assert queued["status"] == "pending"
     assert queued["attempts"] == 0
-    with pytest.raises(Exception, match="only failed or cancelled"):
+    with pytest.raises(Exception, match="only failed ones can be sent again"):
         queries.retry(store, failed[0]["id"], FakeClock()())
 
 

@@ -55,7 +55,8 @@ class Attempt:
         """Return the value of the secret `name`, or end the attempt when it is not set."""
         value = self.secrets(name)
         if not value:
-            raise failed(f"secret {name} is not set")
+            # Retried: a secret added to the folder or environment while the row waits is picked up.
+            raise Undeliverable(Delivery(RETRY, f"secret {name} is not set"))
         self.values_read.append(value)
         return value
 
