@@ -80,6 +80,7 @@ def irules_command(folder: Path, port: int) -> list[str]:
         "--allow-unauthenticated",
         "--no-watch",
         "--no-notify",
+        "--no-runbooks",
         "--secrets-dir",
         str(folder / "secrets"),
     ]

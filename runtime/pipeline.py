@@ -316,6 +316,10 @@ class Pipeline:
                 )
         if work.touched:
             planner.mark_due(connection, policy, work.touched)
+        for incident_id, alert in sorted(work.opened_by.items()):
+            if incident_id not in work.resolved:
+                self._start_runbooks(work, policy, incident_id, alert)
+        work.opened_by.clear()
         work.escalate.clear()
         work.resolved.clear()
         work.touched.clear()
@@ -509,6 +513,7 @@ class Pipeline:
                 actor=f"source:{alert.source}",
             )
             work.escalate[opened["id"]] = now
+            work.opened_by[opened["id"]] = alert
             log.info(
                 "incident %s opened by alert %s (fingerprint %s, source %s): severity %s, team %s",
                 opened["key"],
@@ -558,6 +563,46 @@ class Pipeline:
             if same_labels and any(policy.services_related(assessment.service, other) for other in candidate["services"]):
                 return candidate
         return None
+
+    def _start_runbooks(self, work: UnitOfWork, policy: Policy, incident_id: int, alert: Alert) -> None:
+        """Start the automatic runbooks whose condition holds for the alert that opened the incident."""
+        from runtime.policy import alert_values
+        from runtime.runbooks import runs
+
+        values = alert_values(alert, policy.service_of(alert.labels))
+        incident = work.incident(incident_id)
+        values["incident"] = {
+            "id": incident["key"],
+            "title": incident["title"],
+            "severity": incident["severity"],
+            "team": incident["team"],
+        }
+        now = incident["created_at"]
+        for runbook in runs.matching_runbooks(policy, values, auto_only=True):
+            savepoint = work.connection.begin_nested()
+            try:
+                runs.start_run_in(
+                    work.connection,
+                    runbook,
+                    incident_id=incident_id,
+                    values=values,
+                    trigger="auto",
+                    requested_by="irules",
+                    now=now,
+                )
+            except runs.RunRefused as refused:
+                savepoint.rollback()
+                incident_ops.add_timeline(
+                    work.connection,
+                    incident_id,
+                    now,
+                    "runbook.refused",
+                    "irules",
+                    f"Runbook {runbook.id} not started: {refused}",
+                    {"runbook": runbook.id},
+                )
+                continue
+            savepoint.commit()
 
     # ------------------------------------------------------------ timers
 

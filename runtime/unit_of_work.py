@@ -67,6 +67,8 @@ class UnitOfWork:
         self.touched: dict[int, Touch] = {}
         self.escalate: dict[int, datetime.datetime] = {}
         self.resolved: dict[int, datetime.datetime] = {}
+        # The alert that opened each incident of this batch, for its automatic runbooks.
+        self.opened_by: dict[int, Any] = {}
 
     def touch(
         self,

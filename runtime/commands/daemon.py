@@ -67,6 +67,14 @@ def daemon_command(
             help="Keep incidents but send no notifications and fire no escalations (for trials and benchmarks).",
         ),
     ] = False,
+    no_runbooks: Annotated[
+        bool,
+        typer.Option(
+            "--no-runbooks",
+            envvar="IRULES_NO_RUNBOOKS",
+            help="Start no automatic runbook and execute no run; runs wait in the store until a start without it.",
+        ),
+    ] = False,
     durability: Annotated[
         str,
         typer.Option(
@@ -88,6 +96,9 @@ def daemon_command(
     The API requires `Authorization: Bearer <token>` when IRULES_API_TOKEN is set.
     IRULES_SLACK_API_URL, IRULES_PAGERDUTY_EVENTS_URL, IRULES_TWILIO_API_URL and
     IRULES_SLACK_HOOKS_URL point notifications at other hosts, such as a proxy.
+    Runbook `query prometheus` steps ask IRULES_PROMETHEUS_URL; programs run by
+    runbooks see PATH, HOME, locale and KUBECONFIG, plus the variables named in
+    IRULES_RUNBOOK_ENV (comma-separated).
     """
     import os
 
@@ -123,6 +134,9 @@ def daemon_command(
         durability=durability,
         endpoints=_endpoints(os.environ),
         notify=not no_notify,
+        runbooks=not no_runbooks,
+        prometheus_url=os.environ.get("IRULES_PROMETHEUS_URL") or None,
+        runbook_environment=tuple(name for name in os.environ.get("IRULES_RUNBOOK_ENV", "").split(",") if name),
     )
     try:
         anyio.run(Daemon(config).serve, backend_options=_event_loop_options())

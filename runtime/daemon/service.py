@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import sqlalchemy as sa
 
-from compiler.ir import BUILTIN_SOURCES
+from compiler.ir import BUILTIN_SOURCES, SecretRef
 from runtime.daemon.metrics import Metrics
 from runtime.daemon.rules import RulesState
 from runtime.daemon.writer import Writer
@@ -56,6 +56,9 @@ class DaemonConfig:
     confirm_subscriptions: bool = True
     endpoints: Endpoints = field(default_factory=Endpoints)
     notify: bool = True
+    runbooks: bool = True
+    prometheus_url: str | None = None
+    runbook_environment: tuple[str, ...] = ()
 
 
 class Daemon:
@@ -79,6 +82,7 @@ class Daemon:
         self.outbox = None
         self.notifier = None
         self.slack_bot = None
+        self.run_manager = None
         self._stop_workers = anyio.Event()
         self._workers = 0
 
@@ -151,6 +155,20 @@ class Daemon:
                         method.secret.secret,
                         secrets.folder or "no secrets folder",
                     )
+        for receiver in ruleset.receivers:
+            for channel in receiver.channels:
+                for reference in (channel.key, channel.url, channel.target):
+                    if isinstance(reference, SecretRef) and secrets.get(reference.secret) is None:
+                        log.error(
+                            "receiver %s: the %s channel's secret %s is not set; its messages wait and are retried until it is",
+                            receiver.name,
+                            channel.kind,
+                            reference.secret,
+                        )
+        if not self.config.notify:
+            log.warning(
+                "notifications are off (--no-notify): nothing is sent and no escalation step fires until a start without it"
+            )
         declared = {source.name for source in ruleset.sources if source.auth}
         for name in BUILTIN_SOURCES:
             if name not in declared and not self.config.allow_unauthenticated:
@@ -241,6 +259,23 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.wake()
 
+    async def _slack_approval(self, decision):  # type: ignore[no-untyped-def]
+        """Decide a runbook approval from a Slack button; the waiting run reads the decision from the store."""
+        from runtime.incidents import IncidentError
+        from runtime.runbooks import runs
+        from runtime.slack.bot import Reply
+
+        assert self.store is not None
+        try:
+            number = int(decision.approval_id)
+            result = await anyio.to_thread.run_sync(
+                runs.decide_by_id, self.store, number, decision.approved, decision.actor.label, _utc_now()
+            )
+        except (ValueError, IncidentError) as error:
+            return Reply(f"Cannot decide that approval: {error}")
+        verb = "approved" if decision.approved else "denied"
+        return Reply(f"{decision.actor.mention} {verb} step {result['step']} of run {result['run']}", in_channel=True)
+
     def _notification_result(self, channel: str, outcome: str) -> None:
         self.metrics.notifications.labels(channel, outcome).inc()
 
@@ -273,6 +308,16 @@ class Daemon:
             policy=self.rules.current,
         )
         self.slack_bot.on_incident_change = self.incident_changed
+        self.slack_bot.approvals = self._slack_approval
+        from runtime.runbooks.manager import RunManager
+        from runtime.runbooks.steps import RunnerSettings
+
+        self.run_manager = RunManager(
+            self.store,
+            self.rules.current,
+            client,  # type: ignore[arg-type]
+            RunnerSettings(prometheus_url=self.config.prometheus_url, environment=self.config.runbook_environment),
+        )
 
     async def serve(self) -> None:
         import httpx
@@ -303,6 +348,8 @@ class Daemon:
                 group.start_soon(self._worker, self.notifier.run)
                 group.start_soon(self._worker, self.outbox.run)
             group.start_soon(self._worker, self.slack_bot.run)
+            if self.config.runbooks:
+                group.start_soon(self._worker, self.run_manager.run)
             if self.config.watch:
                 group.start_soon(self.watch_rules)
             log.info("listening on http://%s:%d", self.config.host, self.config.port)

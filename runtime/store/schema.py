@@ -273,3 +273,65 @@ slack_requests = sa.Table(
     sa.Column("outcome", sa.Text, nullable=True),
     sa.Index("ix_slack_requests_processed_at", "processed_at"),
 )
+
+# Runbook runs. `values` keeps what the run's conditions and templates read when it
+# started, so a run resumed after a restart sees the same alert. `concurrency_key`
+# is set while the run is active and cleared when it ends, so the unique index
+# allows one active run per key.
+runbook_runs = sa.Table(
+    "runbook_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("runbook_id", sa.String(200), nullable=False),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
+    sa.Column("concurrency_key", sa.String(500), nullable=True, unique=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("values", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("deadline_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_runbook_runs_incident_id", "incident_id"),
+    sa.Index("ix_runbook_runs_status", "status"),
+    sa.Index("ix_runbook_runs_runbook_id_created_at", "runbook_id", "created_at"),
+)
+
+# One row per step of a run, written before the step acts: its state, attempt, the
+# exact operation it performs, and what it produced.
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runbook_runs.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("operation", sa.JSON, nullable=False),
+    sa.Column("outcome", sa.JSON, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "name"),
+)
+
+# Approvals asked of a team, with the operation shown, and who decided and when.
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runbook_runs.id"), nullable=False),
+    sa.Column("step", sa.String(200), nullable=False),
+    sa.Column("team", sa.String(200), nullable=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("operation", sa.JSON, nullable=False),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("timeout_at", UtcDateTime, nullable=True),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    sa.Column("decided_at", UtcDateTime, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.UniqueConstraint("run_id", "step", "kind"),
+    sa.Index("ix_approvals_status", "status"),
+)

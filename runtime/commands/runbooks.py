@@ -1,0 +1,322 @@
+"""Runbook commands: test-runbook (the plan of a run), remediate, runs list|show, approve and deny."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from runtime.commands.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvOption, OutputFormat, require_path
+
+RulesOption = Annotated[
+    Path, typer.Option("--rules", envvar="IRULES_RULES", help="Folder of .irules files, one file, or a ruleset.json.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="test-runbook")(test_runbook_command)
+    register_runs(app)
+
+
+def test_runbook_command(
+    runbook_id: Annotated[str, typer.Option("--runbook-id", help="The runbook's id, such as rb-001.")],
+    rules: RulesOption = Path("."),
+    env: EnvOption = None,
+    alert_data: Annotated[
+        Path | None,
+        typer.Option("--alert-data", help="A webhook payload (any source) whose first alert the runbook reads."),
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="An alert label NAME=VALUE; repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
+) -> None:
+    """Print the plan of a runbook for an alert: each step's argv or request, conditions, approvals and side effects.
+
+    Exit 1 when a value is rejected by an action's parameter pattern, 2 on usage errors.
+    """
+    from runtime.daemon.rules import RulesError, load_ruleset
+    from runtime.runbooks.plan import build_plan, format_plan
+
+    require_path(rules)
+    if not dry_run:
+        print(
+            "irules: test-runbook runs steps only with --dry-run for now; running them needs the runbook executor",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        ruleset = load_ruleset(rules, env)
+    except RulesError as error:
+        print("irules: the rules have errors:\n" + "\n".join(error.diagnostics), file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS) from error
+    runbook = next((item for item in ruleset.runbooks if item.id == runbook_id), None)
+    if runbook is None:
+        known = ", ".join(item.id for item in ruleset.runbooks) or "none"
+        print(f"irules: no runbook {runbook_id!r} in the rules (declared: {known})", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE)
+    values = _alert_values(ruleset, alert_data, label or [])
+    plan = build_plan(ruleset, runbook, values)
+    if output is OutputFormat.JSON:
+        print(json.dumps(plan.to_json(), indent=2, default=str))
+    else:
+        sys.stdout.write(format_plan(plan))
+    raise typer.Exit(EXIT_PROBLEMS if any(step.rejected for step in plan.steps) else EXIT_OK)
+
+
+def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str]) -> dict[str, Any]:
+    """Return the values conditions and templates read: from the payload's first firing alert, then `--label`s."""
+    from runtime.alerts import Alert
+    from runtime.policy import Policy, alert_values
+    from runtime.sources import detect, normalise
+    from runtime.sources.base import Inbound, Rejected
+
+    policy = Policy(ruleset)
+    alert = Alert(source="cli", name="", status="firing", labels={})
+    if alert_data is not None:
+        try:
+            inbound = Inbound(alert_data.read_bytes(), {})
+            outcome = normalise(detect(inbound), inbound, ruleset)
+        except OSError as error:
+            print(f"irules: cannot read {alert_data}: {error.strerror}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE) from error
+        except Rejected as rejected:
+            print(f"irules: {alert_data} is not an alert payload irules reads: {rejected.reason}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE) from rejected
+        firing = [item for item in outcome.alerts if item.status == "firing"] or outcome.alerts
+        if firing:
+            alert = firing[0]
+    for item in labels:
+        name, separator, value = item.partition("=")
+        if not separator or not name:
+            print(f"irules: --label takes NAME=VALUE, not {item!r}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE)
+        alert.labels[name] = value
+    if not alert.name:
+        alert.name = alert.labels.get("alertname", "")
+    values = alert_values(alert, policy.service_of(alert.labels))
+    # Templates say `label.x` and `annotation.x`, conditions either form.
+    values["label"], values["annotation"] = values["labels"], values["annotations"]
+    values["incident"] = {"id": "INC-DRY-RUN", "title": alert.name, "status": "detected"}
+    return values
+
+
+# ---------------------------------------------------------------- runs in a store
+
+StateOption = Annotated[Path | None, typer.Option("--state", envvar="IRULES_STATE", help="Folder of the embedded SQLite store.")]
+DatabaseOption = Annotated[str | None, typer.Option("--database", envvar="IRULES_DATABASE", help="SQLAlchemy URL of the store.")]
+ActorOption = Annotated[str | None, typer.Option("--as", envvar="IRULES_ACTOR", help="Who decides; defaults to the login name.")]
+
+
+def register_runs(app: typer.Typer) -> None:
+    group = typer.Typer(help="Runbook runs: their steps, outputs and approvals.", no_args_is_help=True)
+    group.command(name="list")(runs_list_command)
+    group.command(name="show")(runs_show_command)
+    app.add_typer(group, name="runs")
+    app.command(name="approve")(approve_command)
+    app.command(name="deny")(deny_command)
+    app.command(name="remediate")(remediate_command)
+
+
+def _store(state: Path | None, database: str | None):  # type: ignore[no-untyped-def]
+    from runtime.store import Store, StoreError, database_url
+
+    if (state is None) == (database is None):
+        print("irules: pass exactly one of --state DIR or --database URL", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        return Store.open(database_url(state, database))
+    except StoreError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE) from error
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or getpass.getuser()
+
+
+def runs_list_command(
+    incident: Annotated[str | None, typer.Option("--incident-id", help="Only this incident's runs.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="running, waiting, succeeded, failed or cancelled.")] = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
+) -> None:
+    """List runbook runs, newest first."""
+    from runtime.runbooks import runs
+
+    store = _store(state, database)
+    rows = runs.list_runs(store, incident=incident, status=status)
+    if output is OutputFormat.JSON:
+        print(json.dumps(rows, indent=2))
+        return
+    if rows:
+        print(f"{'RUN':>5}  {'RUNBOOK':<16} {'INCIDENT':<16} {'STATUS':<10} {'TRIGGER':<8} {'STARTED':<19}  DETAIL")
+    for row in rows:
+        print(
+            f"{row['id']:>5}  {row['runbook']:<16} {row['incident'] or '-':<16} {row['status']:<10} {row['trigger']:<8} "
+            f"{row['created_at'][:19]}  {row['detail'] or ''}"
+        )
+
+
+def runs_show_command(
+    run_id: Annotated[int, typer.Argument(help="The run's number.")],
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
+) -> None:
+    """Show a run: each step's state, the exact operation, its output, and the approvals."""
+    from runtime.incidents import IncidentError
+    from runtime.runbooks import runs
+
+    store = _store(state, database)
+    try:
+        shown = runs.show_run(store, run_id)
+    except IncidentError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS) from error
+    if output is OutputFormat.JSON:
+        print(json.dumps(shown, indent=2))
+        return
+    print(f"run {shown['id']}: runbook {shown['runbook']} for {shown['incident'] or 'no incident'}, {shown['status']}")
+    if shown["detail"]:
+        print(f"  {shown['detail']}")
+    for step in shown["steps"]:
+        print(
+            f"  {step['name']:<22} {step['state']:<12} attempt {step['attempt']}"
+            + (f"  {step['detail']}" if step["detail"] else "")
+        )
+        if step["operation"].get("argv"):
+            import shlex
+
+            print(f"  {'':<22} argv: {shlex.join(step['operation']['argv'])}")
+    for item in shown["approvals"]:
+        who = f" by {item['decided_by']}" if item["decided_by"] else ""
+        print(f"  {item['kind']} of step {item['step']} ({item['team'] or 'anyone'}): {item['status']}{who}")
+
+
+def _decide(run_id: int, step: str, answer: str, actor: str | None, note: str | None, state, database) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from runtime.incidents import IncidentError
+    from runtime.runbooks import runs
+
+    store = _store(state, database)
+    try:
+        result = runs.decide(store, run_id, step, answer, _actor(actor), datetime.datetime.now(datetime.UTC), note)
+    except IncidentError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS if error.status != 400 else EXIT_USAGE) from error
+    print(f"run {run_id}, step {step}: {result['status']} by {result['decided_by']}")
+
+
+NoteOption = Annotated[str | None, typer.Option("--note", help="Why, for the timeline.")]
+DecisionOption = Annotated[
+    str | None,
+    typer.Option("--decision", help="For a step interrupted by a crash: retry, skip or fail (instead of approving)."),
+]
+
+
+def approve_command(
+    run_id: Annotated[int, typer.Argument(help="The run's number.")],
+    step: Annotated[str, typer.Argument(help="The step waiting for approval.")],
+    decision: DecisionOption = None,
+    note: NoteOption = None,
+    actor: ActorOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Approve a step that waits for approval (or answer an interrupted step with --decision)."""
+    _decide(run_id, step, decision or "granted", actor, note, state, database)
+
+
+def deny_command(
+    run_id: Annotated[int, typer.Argument(help="The run's number.")],
+    step: Annotated[str, typer.Argument(help="The step waiting for approval.")],
+    note: NoteOption = None,
+    actor: ActorOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Deny a step that waits for approval; the step fails and nothing it would do happens."""
+    _decide(run_id, step, "denied", actor, note, state, database)
+
+
+def remediate_command(
+    incident_id: Annotated[str, typer.Option("--incident-id", help="Incident id such as INC-2026-0042, or its number.")],
+    rules: RulesOption = Path("."),
+    env: EnvOption = None,
+    runbook_id: Annotated[str | None, typer.Option("--runbook-id", help="Start only this runbook.")] = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Start the runbooks that apply to an incident's first firing alert; a running daemon executes them."""
+    import datetime
+
+    import sqlalchemy as sa
+
+    from runtime.alerts import Alert
+    from runtime.daemon.rules import RulesError, load_ruleset
+    from runtime.incidents import IncidentError, get_row
+    from runtime.policy import Policy, alert_values
+    from runtime.runbooks import runs
+    from runtime.store.schema import alerts
+
+    store = _store(state, database)
+    try:
+        ruleset = load_ruleset(rules, env)
+    except RulesError as error:
+        print("irules: the rules have errors:\n" + "\n".join(error.diagnostics), file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS) from error
+    policy = Policy(ruleset)
+    with store.read() as connection:
+        try:
+            incident = dict(get_row(connection, incident_id))
+        except IncidentError as error:
+            print(f"irules: {error}", file=sys.stderr)
+            raise typer.Exit(EXIT_PROBLEMS) from error
+        first = (
+            connection.execute(
+                sa.select(alerts).where(alerts.c.incident_id == incident["id"]).order_by(alerts.c.status, alerts.c.first_seen)
+            )
+            .mappings()
+            .first()
+        )
+    alert = Alert(source=first["source"], name=first["name"], status=first["status"], labels=dict(first["labels"]),
+                  annotations=dict(first["annotations"]), fingerprint=first["fingerprint"]) if first else Alert(source="cli", name="", status="firing", labels={})  # fmt: skip
+    values = alert_values(alert, policy.service_of(alert.labels))
+    values["incident"] = {
+        "id": incident["key"],
+        "title": incident["title"],
+        "severity": incident["severity"],
+        "team": incident["team"],
+    }
+    chosen = (
+        [item for item in ruleset.runbooks if item.id == runbook_id]
+        if runbook_id
+        else runs.matching_runbooks(policy, values, auto_only=False)
+    )
+    if not chosen:
+        print(
+            f"irules: no runbook applies to {incident['key']}" + (f" (no runbook {runbook_id!r})" if runbook_id else ""),
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_PROBLEMS)
+    status = EXIT_OK
+    for runbook in chosen:
+        try:
+            number = runs.start_run(
+                store, runbook, incident_id=incident["id"], values=values, trigger="manual", requested_by=_actor(actor),
+                now=datetime.datetime.now(datetime.UTC),
+            )  # fmt: skip
+        except runs.RunRefused as refused:
+            print(f"runbook {runbook.id}: not started: {refused}")
+            status = EXIT_PROBLEMS
+            continue
+        print(f"runbook {runbook.id}: run {number} started; the daemon executes it (irules runs show {number})")
+    raise typer.Exit(status)

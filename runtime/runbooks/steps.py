@@ -1,0 +1,368 @@
+"""The step kinds of runbooks, performed for one run of the executor, and running a stored run to its end.
+
+`prepare` renders a step into its exact operation (a JSON document) and
+`execute` performs exactly that document, so what a person approves is what
+runs. Programs run through `runtime.runbooks.process` (argv only, never a
+shell); HTTP requests and Prometheus queries go through httpx; `notify`
+queues messages in the outbox; `set` and `report` change the incident and
+its timeline; approvals and decisions are rows that people answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import sqlalchemy as sa
+
+from compiler import ir
+from runtime import incidents as incident_ops
+from runtime.notify.render import TemplateFailed, render_text
+from runtime.policy import Policy
+from runtime.runbooks import process, runs
+from runtime.runbooks.model import FAIL, TIMED_OUT, Clock, Decision, StepOutcome, StepRecord, StepRejected
+from runtime.store import Store
+from runtime.store.schema import incidents, runbook_runs
+
+log = logging.getLogger("irules.runbooks")
+
+# Request and response bodies kept per step.
+BODY_LIMIT = 64 * 1024
+DEFAULT_STEP_TIMEOUT_S = 300.0
+ANSWER_POLL_S = 0.2
+
+
+@dataclass(slots=True)
+class RunnerSettings:
+    """Where steps reach outside: Prometheus, extra environment for programs, the working folder."""
+
+    prometheus_url: str | None = None
+    environment: tuple[str, ...] = ()
+    cwd: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StoreRunner:
+    """Performs the steps of one stored run."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        run_id: int,
+        clock: Clock,
+        client: httpx.AsyncClient,
+        settings: RunnerSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.run_id = run_id
+        self.clock = clock
+        self.client = client
+        self.settings = settings or RunnerSettings()
+        self.actions = {action.name: action for action in policy.ruleset.actions}
+        with store.read() as connection:
+            row = connection.execute(sa.select(runbook_runs).where(runbook_runs.c.id == run_id)).mappings().one()
+        self.incident_id = row["incident_id"]
+        self.requested_by = row["requested_by"]
+
+    # ------------------------------------------------------------ prepare
+
+    async def prepare(self, step: ir.Step, values: Mapping[str, Any]) -> dict[str, Any]:
+        values = template_values(values)
+        kind = step.kind
+        action = self.actions.get(step.action or "") if kind == "call" else None
+        if kind == "call":
+            if action is None:
+                raise StepRejected(f"step `{step.name}` calls action `{step.action}`, which the rules do not declare")
+            body = action.steps[0] if action.steps else None
+            if body is None:
+                raise StepRejected(f"action `{action.name}` has no step")
+            if body.kind == "run":
+                prepared = process.prepare_process(step, values, action)
+                return {
+                    "kind": "run",
+                    "argv": list(prepared.argv),
+                    "exit_codes": sorted(prepared.exit_codes),
+                    "action": action.name,
+                }
+            params = process.bind_action(action, step.args, values)
+            return {**self._prepare_primitive(body, {**values, **params}), "action": action.name, "params": params}
+        if kind == "run":
+            prepared = process.prepare_process(step, values)
+            return {"kind": "run", "argv": list(prepared.argv), "exit_codes": sorted(prepared.exit_codes)}
+        return self._prepare_primitive(step, values)
+
+    def _prepare_primitive(self, step: ir.Step, values: Mapping[str, Any]) -> dict[str, Any]:
+        kind = step.kind
+        if kind == "http":
+            request: dict[str, Any] = {"kind": "http", "method": str(step.args[0]), "url": _render(str(step.args[1]), values)}
+            header = step.options.get("header")
+            if header:
+                request["headers"] = {str(header[0]): _render(str(header[1]), values)}
+            body = step.options.get("body")
+            if body:
+                request["body"] = _render(str(body[0]), values)
+            expect = step.options.get("expect")
+            request["expect"] = expect[0] if expect else None
+            if not request["url"].startswith(("http://", "https://")):
+                raise StepRejected(f"step `{step.name}`: the URL {request['url'][:80]!r} is not an http or https URL")
+            return request
+        if kind == "query":
+            return {"kind": "query", "query": _render(str(step.args[0]), values)}
+        if kind == "notify":
+            return {"kind": "notify", "receiver": str(step.args[0]), "template": step.args[1] if len(step.args) > 1 else None}
+        if kind == "approve":
+            return {"kind": "approve", "team": step.args[0] if step.args else None}
+        if kind == "wait":
+            return {"kind": "wait", "seconds": float(step.args[0]) if step.args else 0.0}
+        if kind == "report":
+            return {"kind": "report", "template": str(step.args[0]) if step.args else None, "values": _summary(values)}
+        if kind == "set":
+            return {"kind": "set", "args": [_render(str(argument), values) for argument in step.args]}
+        if kind == "assist":
+            return {"kind": "assist", "focus": str(step.args[0]) if step.args else ""}
+        raise StepRejected(f"step `{step.name}` has the unknown kind `{kind}`")
+
+    # ------------------------------------------------------------ execute
+
+    async def execute(self, step: ir.Step, operation: dict[str, Any]) -> StepOutcome:
+        kind = operation.get("kind")
+        if kind == "run":
+            timeout = step.timeout_s or DEFAULT_STEP_TIMEOUT_S
+            extras = [*self.settings.environment]
+            outcome = await process.run_process(
+                operation["argv"],
+                timeout_s=timeout,
+                env_allowlist=(*process.DEFAULT_ENV, *extras),
+                cwd=self.settings.cwd,
+                exit_codes=operation.get("exit_codes") or (0,),
+            )
+            outcome.value = _json_value(outcome.output)
+            return outcome
+        if kind == "http":
+            return await self._http(operation, step)
+        if kind == "query":
+            return await self._query(operation, step)
+        if kind == "wait":
+            await self.clock.sleep(operation["seconds"])
+            return StepOutcome(ok=True, detail=f"waited {operation['seconds']:g}s", operation=operation)
+        if kind == "notify":
+            return await anyio.to_thread.run_sync(self._notify, operation, step)
+        if kind in ("report", "assist", "set"):
+            return await anyio.to_thread.run_sync(self._note, operation, step)
+        return StepOutcome(ok=False, detail=f"cannot execute a {kind} operation", operation=operation, retryable=False)
+
+    async def _http(self, operation: dict[str, Any], step: ir.Step) -> StepOutcome:
+        try:
+            response = await self.client.request(
+                operation["method"],
+                operation["url"],
+                headers=operation.get("headers") or {},
+                content=(operation.get("body") or "").encode() or None,
+                timeout=step.timeout_s or DEFAULT_STEP_TIMEOUT_S,
+            )
+        except httpx.HTTPError as error:
+            return StepOutcome(ok=False, detail=f"request failed: {type(error).__name__}", operation=operation)
+        expected = operation.get("expect")
+        ok = response.status_code == expected if expected else response.is_success
+        text = response.content[:BODY_LIMIT].decode("utf-8", "replace")
+        detail = f"HTTP {response.status_code}" + ("" if ok else f", expected {expected or '2xx'}")
+        return StepOutcome(ok=ok, output=text, value=response.status_code, detail=detail, operation=operation)
+
+    async def _query(self, operation: dict[str, Any], step: ir.Step) -> StepOutcome:
+        base = self.settings.prometheus_url
+        if not base:
+            return StepOutcome(
+                ok=False, detail="no Prometheus URL configured (IRULES_PROMETHEUS_URL)", operation=operation, retryable=False
+            )
+        try:
+            response = await self.client.get(
+                base.rstrip("/") + "/api/v1/query",
+                params={"query": operation["query"]},
+                timeout=step.timeout_s or DEFAULT_STEP_TIMEOUT_S,
+            )
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            return StepOutcome(ok=False, detail=f"query failed: {type(error).__name__}", operation=operation)
+        if response.status_code != 200 or document.get("status") != "success":
+            return StepOutcome(
+                ok=False,
+                detail=f"Prometheus answered HTTP {response.status_code}: {str(document.get('error', ''))[:200]}",
+                operation=operation,
+            )
+        result = document.get("data", {}).get("result") or []
+        first = result[0] if isinstance(result, list) and result else None
+        value = None
+        labels: dict[str, str] = {}
+        if isinstance(first, dict):
+            labels = {str(name): str(item) for name, item in (first.get("metric") or {}).items()}
+            sample = first.get("value") or [None, None]
+            try:
+                value = float(sample[1])
+            except (TypeError, ValueError, IndexError):
+                value = None
+        return StepOutcome(
+            ok=True,
+            output=response.text[:BODY_LIMIT],
+            value=value,
+            labels=labels,
+            detail=f"{len(result)} series",
+            operation=operation,
+        )
+
+    def _notify(self, operation: dict[str, Any], step: ir.Step) -> StepOutcome:
+        from runtime.notify import planner
+
+        if self.incident_id is None:
+            return StepOutcome(ok=True, detail="no incident to notify about", operation=operation)
+        with self.store.write() as connection:
+            incident = dict(connection.execute(sa.select(incidents).where(incidents.c.id == self.incident_id)).mappings().one())
+            queued = planner.queue_messages(
+                connection,
+                self.policy,
+                planner._default_renderer(),
+                incident,
+                operation["receiver"],
+                "updated",
+                self.clock.now(),
+                key=f"runbook:{self.run_id}:{step.name}",
+            )
+        return StepOutcome(ok=True, detail=f"{queued} messages queued for {operation['receiver']}", operation=operation)
+
+    def _note(self, operation: dict[str, Any], step: ir.Step) -> StepOutcome:
+        if self.incident_id is None:
+            return StepOutcome(ok=True, detail="no incident", operation=operation)
+        kind = operation["kind"]
+        now = self.clock.now()
+        if kind == "set":
+            return self._set(operation, step, now)
+        if kind == "report":
+            text = self._report_text(operation)
+            message = f"Report {operation['template']}: {text}"
+        else:
+            message = f"Assistance requested on {operation['focus'] or 'the incident'}"
+        with self.store.write() as connection:
+            incident_ops.add_timeline(
+                connection, self.incident_id, now, f"runbook.{kind}", f"runbook:{self.run_id}", message, {"step": step.name}
+            )
+        return StepOutcome(ok=True, output=message, detail=message[:200], operation=operation)
+
+    def _report_text(self, operation: dict[str, Any]) -> str:
+        template = next((item for item in self.policy.ruleset.templates if item.name == operation["template"]), None)
+        if template is None:
+            return "(no such template)"
+        fields = template.locales.get(self.policy.ruleset.settings.locale) or template.locales.get("en") or {}
+        source = fields.get("summary") or fields.get("text") or fields.get("body") or ""
+        try:
+            return render_text(source, template_values(operation.get("values") or {}))
+        except TemplateFailed as error:
+            return f"(the template failed: {error})"
+
+    def _set(self, operation: dict[str, Any], step: ir.Step, now: datetime.datetime) -> StepOutcome:
+        arguments = operation["args"]
+        field_name = arguments[0].removeprefix("incident.") if arguments else ""
+        value = arguments[1] if len(arguments) > 1 else ""
+        change = {
+            "status": incident_ops.Change(status=value),
+            "severity": incident_ops.Change(severity=value),
+            "assignee": incident_ops.Change(assignee=value),
+        }.get(field_name)
+        if change is None:
+            return StepOutcome(ok=False, detail=f"cannot set incident.{field_name}", operation=operation, retryable=False)
+        with self.store.read() as connection:
+            key = connection.execute(sa.select(incidents.c.key).where(incidents.c.id == self.incident_id)).scalar_one()
+        try:
+            incident_ops.update(self.store, key, change, f"runbook:{self.run_id}", now)
+        except incident_ops.IncidentError as error:
+            return StepOutcome(ok=False, detail=str(error), operation=operation, retryable=False)
+        return StepOutcome(ok=True, detail=f"incident.{field_name} = {value}", operation=operation)
+
+    # ------------------------------------------------------------ people
+
+    async def approve(self, step: ir.Step, operation: dict[str, Any], team: str, timeout_s: float | None) -> Decision:
+        request_id = await anyio.to_thread.run_sync(
+            lambda: runs.request(self.store, self.run_id, step.name, runs.APPROVAL, team, operation, self.clock.now(), timeout_s)
+        )
+        log.info("run %d: step %s waits for approval from %s", self.run_id, step.name, team)
+        return await self._wait(request_id, TIMED_OUT)
+
+    async def decide(self, step: ir.Step, record: StepRecord) -> Decision:
+        request_id = await anyio.to_thread.run_sync(
+            lambda: runs.request(
+                self.store, self.run_id, step.name, runs.DECISION, None, record.operation, self.clock.now(), None
+            )
+        )
+        log.warning("run %d: step %s was running when the daemon stopped; it waits for a decision", self.run_id, step.name)
+        return await self._wait(request_id, FAIL)
+
+    async def _wait(self, request_id: int, _default: str) -> Decision:
+        while True:
+            decision = await anyio.to_thread.run_sync(runs.answer_of, self.store, request_id)
+            if decision is not None:
+                return decision
+            await self.clock.sleep(ANSWER_POLL_S)
+
+
+def template_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `values` with the names templates use: `label` and `annotation` beside `labels` and `annotations`."""
+    result = dict(values)
+    if "labels" in result:
+        result.setdefault("label", result["labels"])
+    if "annotations" in result:
+        result.setdefault("annotation", result["annotations"])
+    return result
+
+
+def _render(template: str, values: Mapping[str, Any]) -> str:
+    try:
+        return render_text(template, dict(values))
+    except TemplateFailed as error:
+        raise StepRejected(f"the template {template[:80]!r} failed: {error}") from error
+
+
+def _summary(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the values a report reads, without step outputs that may be large."""
+    return {name: value for name, value in values.items() if name != "steps"}
+
+
+def _json_value(output: str) -> Any:
+    """Return a program's output parsed as JSON when it is JSON, so later steps can read its fields."""
+    import json
+
+    text = output.strip()
+    if not text.startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+async def run_stored(
+    store: Store,
+    policy: Policy,
+    run_id: int,
+    clock: Clock,
+    client: httpx.AsyncClient,
+    settings: RunnerSettings | None = None,
+) -> Any:
+    """Run or resume the stored run `run_id` to its end and return the executor's result."""
+    from runtime.runbooks.executor import execute_run
+
+    with store.read() as connection:
+        row = connection.execute(sa.select(runbook_runs).where(runbook_runs.c.id == run_id)).mappings().one()
+    runbook = next((item for item in policy.ruleset.runbooks if item.id == row["runbook_id"]), None)
+    if runbook is None:
+        await anyio.to_thread.run_sync(
+            runs.finish_run, store, run_id, "failed", f"runbook {row['runbook_id']} is no longer in the rules", clock.now()
+        )
+        return None
+    runner = StoreRunner(store, policy, run_id, clock, client, settings)
+    journal = runs.StoreJournal(store, run_id)
+    return await execute_run(runbook, runner, journal, clock, dict(row["values"]), started_at=row["created_at"])

@@ -1,0 +1,160 @@
+"""Runbooks in the daemon as a child process: an automatic run starts with its incident, and a SIGKILL mid-step.
+
+A mutating step that was running when the daemon died is never run again by
+itself: after the restart it is interrupted and waits for a person's decision.
+A read-only step is simply run again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.daemon_process import DaemonProcess, run_cli
+
+RULES = """
+settings {
+  incident_id_format "INC-{number}"
+}
+
+receiver ops {
+  webhook "http://127.0.0.1:9/ops"
+}
+
+route {
+  receiver ops
+  group_by [alertname]
+}
+
+runbook slow-fix "Slow fix" {
+  when label.alertname == "SlowThing"
+  auto
+  timeout 10m
+
+  step look {
+    run ["sleep", "{{ label.look_s }}"]
+    read_only
+    timeout 1m
+  }
+
+  step change {
+    run ["sleep", "{{ label.change_s }}"]
+    mutating
+    timeout 1m
+  }
+}
+"""
+
+WAIT_S = 30.0
+
+
+def wait_for(check: Callable[[], bool], description: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {description}")
+
+
+def alert_body(name: str, **labels: str) -> bytes:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": name, **labels},
+        "annotations": {},
+        "startsAt": "2026-03-08T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": "",
+    }
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": "{}:{}",
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "ops",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example.com",
+            "alerts": [alert],
+        }
+    ).encode()
+
+
+def run_state(state: Path) -> dict:
+    result = run_cli("runs", "show", "1", "--state", str(state), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def steps_of(state: Path) -> dict[str, str]:
+    return {step["name"]: step["state"] for step in run_state(state)["steps"]}
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "rules.irules").write_text(RULES, encoding="utf-8")
+    return folder
+
+
+def daemon(rules: Path, state: Path) -> DaemonProcess:
+    return DaemonProcess(rules, state, allow_unauthenticated=True, extra_args=["--no-notify"])
+
+
+@pytest.mark.slow
+def test_killed_during_a_mutating_step_waits_for_a_decision(rules: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = daemon(rules, state).start()
+    try:
+        assert first.post("/hooks/alertmanager", alert_body("SlowThing", look_s="0", change_s="20")).status_code == 202
+        wait_for(lambda: steps_of(state).get("change") == "running", "the mutating step to start")
+    finally:
+        first.kill()
+    second = daemon(rules, state).start()
+    try:
+        wait_for(lambda: steps_of(state).get("change") == "interrupted", "the step to be marked interrupted")
+        shown = run_state(state)
+        assert shown["status"] == "waiting"
+        assert [(item["kind"], item["step"], item["status"]) for item in shown["approvals"]] == [
+            ("decision", "change", "pending")
+        ]
+        # Nothing runs it again without a person: a second later it is still interrupted.
+        time.sleep(1.0)
+        assert steps_of(state)["change"] == "interrupted"
+        decided = run_cli("approve", "1", "change", "--decision", "skip", "--as", "alice", "--state", str(state))
+        assert decided.returncode == 0, decided.stderr
+        wait_for(lambda: run_state(state)["status"] in ("succeeded", "failed"), "the run to end")
+        assert steps_of(state) == {"look": "succeeded", "change": "skipped"}
+        timeline = second.incident("INC-1")["timeline"]
+        assert any(entry["kind"] == "step.decision" and entry["actor"] == "alice" for entry in timeline)
+    finally:
+        second.stop()
+
+
+@pytest.mark.slow
+def test_killed_during_a_read_only_step_runs_it_again(rules: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = daemon(rules, state).start()
+    try:
+        assert first.post("/hooks/alertmanager", alert_body("SlowThing", look_s="3", change_s="0")).status_code == 202
+        wait_for(lambda: steps_of(state).get("look") == "running", "the read-only step to start")
+    finally:
+        first.kill()
+    second = daemon(rules, state).start()
+    try:
+        wait_for(lambda: run_state(state)["status"] == "succeeded", "the resumed run to succeed")
+        shown = run_state(state)
+        look = next(step for step in shown["steps"] if step["name"] == "look")
+        assert look["attempt"] == 2
+        assert steps_of(state) == {"look": "succeeded", "change": "succeeded"}
+        assert shown["approvals"] == []
+    finally:
+        second.stop()
