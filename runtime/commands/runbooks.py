@@ -258,14 +258,10 @@ def remediate_command(
     """Start the runbooks that apply to an incident's first firing alert; a running daemon executes them."""
     import datetime
 
-    import sqlalchemy as sa
-
-    from runtime.alerts import Alert
     from runtime.daemon.rules import RulesError, load_ruleset
-    from runtime.incidents import IncidentError, get_row
-    from runtime.policy import Policy, alert_values
+    from runtime.incidents import IncidentError
+    from runtime.policy import Policy
     from runtime.runbooks import runs
-    from runtime.store.schema import alerts
 
     store = _store(state, database)
     try:
@@ -273,50 +269,21 @@ def remediate_command(
     except RulesError as error:
         print("irules: the rules have errors:\n" + "\n".join(error.diagnostics), file=sys.stderr)
         raise typer.Exit(EXIT_PROBLEMS) from error
-    policy = Policy(ruleset)
-    with store.read() as connection:
-        try:
-            incident = dict(get_row(connection, incident_id))
-        except IncidentError as error:
-            print(f"irules: {error}", file=sys.stderr)
-            raise typer.Exit(EXIT_PROBLEMS) from error
-        first = (
-            connection.execute(
-                sa.select(alerts).where(alerts.c.incident_id == incident["id"]).order_by(alerts.c.status, alerts.c.first_seen)
-            )
-            .mappings()
-            .first()
+    try:
+        results = runs.remediate(
+            store, Policy(ruleset), incident_id, _actor(actor), datetime.datetime.now(datetime.UTC), runbook_id
         )
-    alert = Alert(source=first["source"], name=first["name"], status=first["status"], labels=dict(first["labels"]),
-                  annotations=dict(first["annotations"]), fingerprint=first["fingerprint"]) if first else Alert(source="cli", name="", status="firing", labels={})  # fmt: skip
-    values = alert_values(alert, policy.service_of(alert.labels))
-    values["incident"] = {
-        "id": incident["key"],
-        "title": incident["title"],
-        "severity": incident["severity"],
-        "team": incident["team"],
-    }
-    chosen = (
-        [item for item in ruleset.runbooks if item.id == runbook_id]
-        if runbook_id
-        else runs.matching_runbooks(policy, values, auto_only=False)
-    )
-    if not chosen:
-        print(
-            f"irules: no runbook applies to {incident['key']}" + (f" (no runbook {runbook_id!r})" if runbook_id else ""),
-            file=sys.stderr,
-        )
+    except IncidentError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS) from error
+    if not results:
+        print(f"irules: no runbook applies to {incident_id}", file=sys.stderr)
         raise typer.Exit(EXIT_PROBLEMS)
-    status = EXIT_OK
-    for runbook in chosen:
-        try:
-            number = runs.start_run(
-                store, runbook, incident_id=incident["id"], values=values, trigger="manual", requested_by=_actor(actor),
-                now=datetime.datetime.now(datetime.UTC),
-            )  # fmt: skip
-        except runs.RunRefused as refused:
-            print(f"runbook {runbook.id}: not started: {refused}")
-            status = EXIT_PROBLEMS
-            continue
-        print(f"runbook {runbook.id}: run {number} started; the daemon executes it (irules runs show {number})")
-    raise typer.Exit(status)
+    for result in results:
+        if "run" in result:
+            print(
+                f"runbook {result['runbook']}: run {result['run']} started; the daemon executes it (irules runs show {result['run']})"
+            )
+        else:
+            print(f"runbook {result['runbook']}: not started: {result['refused']}")
+    raise typer.Exit(EXIT_PROBLEMS if any("refused" in result for result in results) else EXIT_OK)

@@ -414,6 +414,62 @@ async def retry_notification(request: Request, daemon: Daemon) -> Response:
 
 
 @api
+async def list_runs(request: Request, daemon: Daemon) -> Response:
+    from runtime.runbooks import runs
+
+    query = request.query_params
+    rows = await anyio.to_thread.run_sync(
+        lambda: runs.list_runs(daemon.store, incident=query.get("incident"), status=query.get("status"))
+    )
+    return JSONResponse({"runs": rows})
+
+
+def _run_number(request: Request) -> int:
+    try:
+        return int(request.path_params["run"])
+    except ValueError as error:
+        raise incident_ops.IncidentError("run ids are whole numbers", status=400) from error
+
+
+@api
+async def show_run(request: Request, daemon: Daemon) -> Response:
+    from runtime.runbooks import runs
+
+    number = _run_number(request)
+    return JSONResponse(await anyio.to_thread.run_sync(runs.show_run, daemon.store, number))
+
+
+@api
+async def decide_step(request: Request, daemon: Daemon) -> Response:
+    from runtime.runbooks import runs
+
+    body = await _json_body(request)
+    number = _run_number(request)
+    answer = _text(body, "answer", required=True) or ""
+    actor = _actor(request, body)
+    result = await anyio.to_thread.run_sync(
+        lambda: runs.decide(daemon.store, number, request.path_params["step"], answer, actor, _now(), _text(body, "note"))
+    )
+    return JSONResponse(result)
+
+
+@api
+async def remediate_incident(request: Request, daemon: Daemon) -> Response:
+    from runtime.runbooks import runs
+
+    body = await _json_body(request)
+    reference = request.path_params["incident"]
+    actor = _actor(request, body)
+    policy = daemon.rules.current()
+    results = await anyio.to_thread.run_sync(
+        lambda: runs.remediate(daemon.store, policy, reference, actor, _now(), _text(body, "runbook"))
+    )
+    if daemon.run_manager is not None:
+        daemon.run_manager.wake()
+    return JSONResponse({"runs": results}, status_code=201 if any("run" in result for result in results) else 409)
+
+
+@api
 async def list_dead_letters(request: Request, daemon: Daemon) -> Response:
     from runtime import dead_letters
 
@@ -466,6 +522,10 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/dead-letters", list_dead_letters, methods=["GET"]),
         Route("/api/v1/dead-letters/{dead_letter}/replay", replay_dead_letter, methods=["POST"]),
         Route("/api/v1/notifications", list_notifications, methods=["GET"]),
+        Route("/api/v1/runs", list_runs, methods=["GET"]),
+        Route("/api/v1/runs/{run}", show_run, methods=["GET"]),
+        Route("/api/v1/runs/{run}/steps/{step}/decision", decide_step, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}/remediate", remediate_incident, methods=["POST"]),
         Route("/api/v1/notifications/{notification}/retry", retry_notification, methods=["POST"]),
     ]
     if daemon is not None and daemon.slack_bot is not None:

@@ -237,6 +237,65 @@ def openapi_document() -> dict[str, Any]:
             "/slack/interactivity": _slack_route(
                 "Button clicks on incident messages (form field `payload`)", "application/x-www-form-urlencoded"
             ),
+            "/api/v1/runs": {
+                "get": {
+                    "summary": "Runbook runs, newest first",
+                    "parameters": [
+                        {"name": "incident", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"enum": ["running", "waiting", "succeeded", "failed", "cancelled"]},
+                        },
+                    ],
+                    "responses": {"200": {"description": "Runs"}, **_errors(401)},
+                }
+            },
+            "/api/v1/runs/{run}": {
+                "get": {
+                    "summary": "One run with its steps, their exact operations and outcomes, and its approvals",
+                    "parameters": [{"name": "run", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "responses": {"200": {"description": "The run"}, **_errors(400, 401, 404)},
+                }
+            },
+            "/api/v1/runs/{run}/steps/{step}/decision": {
+                "post": {
+                    "summary": "Approve or deny a step (granted, denied), or decide on an interrupted one (retry, skip, fail)",
+                    "parameters": [
+                        {"name": "run", "in": "path", "required": True, "schema": {"type": "integer"}},
+                        {"name": "step", "in": "path", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "answer": {"enum": ["granted", "denied", "retry", "skip", "fail"]},
+                                        "note": {"type": "string"},
+                                        "actor": {"type": "string"},
+                                    },
+                                    "required": ["answer"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "The decision, recorded"}, **_errors(400, 401, 404)},
+                }
+            },
+            "/api/v1/incidents/{incident}/remediate": {
+                "post": {
+                    **_incident_action(
+                        "Start the runbooks that apply to the incident, or the one named", {"runbook": {"type": "string"}}
+                    ),
+                    "responses": {
+                        "201": {"description": "`runs`: per runbook, the new run's id or why it was refused"},
+                        "409": {"description": "Every runbook was refused (already running, or over its rate limit)"},
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
             "/api/v1/notifications": {
                 "get": {
                     "summary": "Notifications in the outbox, newest first",

@@ -147,6 +147,64 @@ def matching_runbooks(policy: Any, values: dict[str, Any], *, auto_only: bool) -
     return found
 
 
+def remediate(
+    store: Store, policy: Any, reference: str, actor: str, now: datetime.datetime, runbook_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Start the runbooks that apply to an incident's first firing alert (or `runbook_id`); return one result per runbook.
+
+    Each result has `runbook` and either `run` (the new run's id) or `refused` (why not).
+    """
+    from runtime.alerts import Alert
+    from runtime.incidents import get_row
+    from runtime.policy import alert_values
+    from runtime.store.schema import alerts
+
+    with store.read() as connection:
+        incident = dict(get_row(connection, reference))
+        first = (
+            connection.execute(
+                sa.select(alerts).where(alerts.c.incident_id == incident["id"]).order_by(alerts.c.status, alerts.c.first_seen)
+            )
+            .mappings()
+            .first()
+        )
+    if first is not None:
+        alert = Alert(
+            source=first["source"],
+            name=first["name"],
+            status=first["status"],
+            labels=dict(first["labels"]),
+            annotations=dict(first["annotations"]),
+            fingerprint=first["fingerprint"],
+        )
+    else:
+        alert = Alert(source="person", name="", status="firing", labels={})
+    values = alert_values(alert, policy.service_of(alert.labels))
+    values["incident"] = {
+        "id": incident["key"],
+        "title": incident["title"],
+        "severity": incident["severity"],
+        "team": incident["team"],
+    }
+    if runbook_id is not None:
+        chosen = [item for item in policy.ruleset.runbooks if item.id == runbook_id]
+        if not chosen:
+            raise IncidentError(f"no runbook {runbook_id!r} in the rules", status=404)
+    else:
+        chosen = matching_runbooks(policy, values, auto_only=False)
+    results: list[dict[str, Any]] = []
+    for runbook in chosen:
+        try:
+            number = start_run(
+                store, runbook, incident_id=incident["id"], values=values, trigger="manual", requested_by=actor, now=now
+            )
+        except RunRefused as refused:
+            results.append({"runbook": runbook.id, "refused": str(refused)})
+            continue
+        results.append({"runbook": runbook.id, "run": number})
+    return results
+
+
 def finish_run(store: Store, run_id: int, state: str, detail: str, now: datetime.datetime) -> None:
     """Write a run's end, free its concurrency key, and note the end on the incident's timeline."""
     with store.write() as connection:

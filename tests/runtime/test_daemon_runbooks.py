@@ -158,3 +158,64 @@ def test_killed_during_a_read_only_step_runs_it_again(rules: Path, tmp_path: Pat
         assert shown["approvals"] == []
     finally:
         second.stop()
+
+
+MANUAL_RULES = """
+settings {
+  incident_id_format "INC-{number}"
+}
+
+team ops {
+  webhook "http://127.0.0.1:9/ops"
+}
+
+route {
+  receiver ops
+}
+
+runbook careful "Careful change" {
+  when label.alertname == "NeedsCare"
+  manual
+  timeout 10m
+
+  step change {
+    run ["true"]
+    mutating
+    risk high
+    approval from ops timeout 10m
+  }
+}
+"""
+
+
+@pytest.mark.slow
+def test_remediate_and_approve_through_the_api(tmp_path: Path) -> None:
+    folder = tmp_path / "manual"
+    folder.mkdir()
+    (folder / "rules.irules").write_text(MANUAL_RULES, encoding="utf-8")
+    process = daemon(folder, tmp_path / "state").start()
+    try:
+        assert process.post("/hooks/alertmanager", alert_body("NeedsCare")).status_code == 202
+        wait_for(lambda: len(process.incidents()) == 1, "the incident")
+        started = process.client.post("/api/v1/incidents/INC-1/remediate", json={"actor": "alice"})
+        assert started.status_code == 201, started.text
+        assert started.json() == {"runs": [{"runbook": "careful", "run": 1}]}
+        again = process.client.post("/api/v1/incidents/INC-1/remediate", json={"actor": "alice"})
+        assert again.status_code == 409
+        assert "still active" in again.json()["runs"][0]["refused"]
+
+        def pending() -> list:
+            return [item for item in process.client.get("/api/v1/runs/1").json()["approvals"] if item["status"] == "pending"]
+
+        wait_for(lambda: bool(pending()), "the approval request")
+        assert pending()[0]["operation"] == {"kind": "run", "argv": ["true"], "exit_codes": [0]}
+        wrong = process.client.post("/api/v1/runs/1/steps/change/decision", json={"answer": "retry"})
+        assert wrong.status_code == 400
+        granted = process.client.post("/api/v1/runs/1/steps/change/decision", json={"answer": "granted", "actor": "bob"})
+        assert granted.status_code == 200, granted.text
+        wait_for(lambda: process.client.get("/api/v1/runs/1").json()["status"] == "succeeded", "the run to succeed")
+        assert [run["status"] for run in process.client.get("/api/v1/runs", params={"incident": "INC-1"}).json()["runs"]] == [
+            "succeeded"
+        ]
+    finally:
+        process.stop()
