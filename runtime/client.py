@@ -201,6 +201,32 @@ class RemoteBackend:
     def retry_notification(self, number: int) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/notifications/{number}/retry")
 
+    def decide_step(self, run: int, step: str, answer: str, actor: str, note: str | None) -> dict[str, Any]:
+        body = {"answer": answer, "actor": actor, **({"note": note} if note else {})}
+        return self._call("POST", f"/api/v1/runs/{run}/steps/{step}/decision", json=body)
+
+    def remediate(self, reference: str, runbook: str | None, actor: str) -> list[dict[str, Any]]:
+        import httpx
+
+        body = {"actor": actor, **({"runbook": runbook} if runbook else {})}
+        try:
+            response = self.client.post(f"/api/v1/incidents/{reference}/remediate", json=body)
+        except httpx.HTTPError as error:
+            raise BackendError(f"cannot reach the daemon at {self.client.base_url}: {error}") from error
+        data = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        if response.status_code not in (201, 409):
+            raise BackendError(
+                f"the daemon responded with HTTP {response.status_code}: {data.get('error', response.text.strip())}"
+            )
+        return data["runs"]
+
+    def runs(self, incident: str | None, status: str | None) -> list[dict[str, Any]]:
+        params = {name: value for name, value in (("incident", incident), ("status", status)) if value}
+        return self._call("GET", "/api/v1/runs", params=params)["runs"]
+
+    def run(self, number: int) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/runs/{number}")
+
     def post_hook(self, source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         return self._call("POST", f"/hooks/{source}", content=body, headers=headers)
 

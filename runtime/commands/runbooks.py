@@ -108,6 +108,18 @@ def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str]) -> d
 StateOption = Annotated[Path | None, typer.Option("--state", envvar="IRULES_STATE", help="Folder of the embedded SQLite store.")]
 DatabaseOption = Annotated[str | None, typer.Option("--database", envvar="IRULES_DATABASE", help="SQLAlchemy URL of the store.")]
 ActorOption = Annotated[str | None, typer.Option("--as", envvar="IRULES_ACTOR", help="Who decides; defaults to the login name.")]
+DaemonOption = Annotated[
+    str | None,
+    typer.Option("--daemon", envvar="IRULES_DAEMON", help="URL of a running daemon, instead of --state or --database."),
+]
+
+
+def _remote(daemon: str):  # type: ignore[no-untyped-def]
+    import os
+
+    from runtime.client import RemoteBackend
+
+    return RemoteBackend(daemon, os.environ.get("IRULES_API_TOKEN"))
 
 
 def register_runs(app: typer.Typer) -> None:
@@ -144,13 +156,21 @@ def runs_list_command(
     status: Annotated[str | None, typer.Option("--status", help="running, waiting, succeeded, failed or cancelled.")] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
 ) -> None:
     """List runbook runs, newest first."""
+    from runtime.client import BackendError
     from runtime.runbooks import runs
 
-    store = _store(state, database)
-    rows = runs.list_runs(store, incident=incident, status=status)
+    if daemon:
+        try:
+            rows = _remote(daemon).runs(incident, status)
+        except BackendError as error:
+            print(f"irules: {error}", file=sys.stderr)
+            raise typer.Exit(EXIT_PROBLEMS) from error
+    else:
+        rows = runs.list_runs(_store(state, database), incident=incident, status=status)
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2))
         return
@@ -167,16 +187,17 @@ def runs_show_command(
     run_id: Annotated[int, typer.Argument(help="The run's number.")],
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
 ) -> None:
     """Show a run: each step's state, the exact operation, its output, and the approvals."""
+    from runtime.client import BackendError
     from runtime.incidents import IncidentError
     from runtime.runbooks import runs
 
-    store = _store(state, database)
     try:
-        shown = runs.show_run(store, run_id)
-    except IncidentError as error:
+        shown = _remote(daemon).run(run_id) if daemon else runs.show_run(_store(state, database), run_id)
+    except (IncidentError, BackendError) as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_PROBLEMS) from error
     if output is OutputFormat.JSON:
@@ -199,15 +220,23 @@ def runs_show_command(
         print(f"  {item['kind']} of step {item['step']} ({item['team'] or 'anyone'}): {item['status']}{who}")
 
 
-def _decide(run_id: int, step: str, answer: str, actor: str | None, note: str | None, state, database) -> None:  # type: ignore[no-untyped-def]
+def _decide(run_id: int, step: str, answer: str, actor: str | None, note: str | None, state, database, daemon) -> None:  # type: ignore[no-untyped-def]
     import datetime
 
+    from runtime.client import BackendError
     from runtime.incidents import IncidentError
     from runtime.runbooks import runs
 
-    store = _store(state, database)
     try:
-        result = runs.decide(store, run_id, step, answer, _actor(actor), datetime.datetime.now(datetime.UTC), note)
+        if daemon:
+            result = _remote(daemon).decide_step(run_id, step, answer, _actor(actor), note)
+        else:
+            result = runs.decide(
+                _store(state, database), run_id, step, answer, _actor(actor), datetime.datetime.now(datetime.UTC), note
+            )
+    except BackendError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS) from error
     except IncidentError as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_PROBLEMS if error.status != 400 else EXIT_USAGE) from error
@@ -229,9 +258,10 @@ def approve_command(
     actor: ActorOption = None,
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
 ) -> None:
     """Approve a step that waits for approval (or answer an interrupted step with --decision)."""
-    _decide(run_id, step, decision or "granted", actor, note, state, database)
+    _decide(run_id, step, decision or "granted", actor, note, state, database, daemon)
 
 
 def deny_command(
@@ -241,9 +271,10 @@ def deny_command(
     actor: ActorOption = None,
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
 ) -> None:
     """Deny a step that waits for approval; the step fails and nothing it would do happens."""
-    _decide(run_id, step, "denied", actor, note, state, database)
+    _decide(run_id, step, "denied", actor, note, state, database, daemon)
 
 
 def remediate_command(
@@ -253,27 +284,31 @@ def remediate_command(
     runbook_id: Annotated[str | None, typer.Option("--runbook-id", help="Start only this runbook.")] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
     actor: ActorOption = None,
 ) -> None:
     """Start the runbooks that apply to an incident's first firing alert; a running daemon executes them."""
     import datetime
 
+    from runtime.client import BackendError
     from runtime.daemon.rules import RulesError, load_ruleset
     from runtime.incidents import IncidentError
     from runtime.policy import Policy
     from runtime.runbooks import runs
 
-    store = _store(state, database)
     try:
-        ruleset = load_ruleset(rules, env)
-    except RulesError as error:
-        print("irules: the rules have errors:\n" + "\n".join(error.diagnostics), file=sys.stderr)
-        raise typer.Exit(EXIT_PROBLEMS) from error
-    try:
-        results = runs.remediate(
-            store, Policy(ruleset), incident_id, _actor(actor), datetime.datetime.now(datetime.UTC), runbook_id
-        )
-    except IncidentError as error:
+        if daemon:
+            results = _remote(daemon).remediate(incident_id, runbook_id, _actor(actor))
+        else:
+            store = _store(state, database)
+            try:
+                ruleset = load_ruleset(rules, env)
+            except RulesError as error:
+                print("irules: the rules have errors:\n" + "\n".join(error.diagnostics), file=sys.stderr)
+                raise typer.Exit(EXIT_PROBLEMS) from error
+            now = datetime.datetime.now(datetime.UTC)
+            results = runs.remediate(store, Policy(ruleset), incident_id, _actor(actor), now, runbook_id)
+    except (IncidentError, BackendError) as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_PROBLEMS) from error
     if not results:

@@ -211,11 +211,14 @@ def test_remediate_and_approve_through_the_api(tmp_path: Path) -> None:
         assert pending()[0]["operation"] == {"kind": "run", "argv": ["true"], "exit_codes": [0]}
         wrong = process.client.post("/api/v1/runs/1/steps/change/decision", json={"answer": "retry"})
         assert wrong.status_code == 400
-        granted = process.client.post("/api/v1/runs/1/steps/change/decision", json={"answer": "granted", "actor": "bob"})
-        assert granted.status_code == 200, granted.text
+        granted = run_cli("approve", "1", "change", "--as", "bob", "--daemon", process.url)
+        assert granted.returncode == 0, granted.stderr
+        assert granted.stdout == "run 1, step change: granted by bob\n"
         wait_for(lambda: process.client.get("/api/v1/runs/1").json()["status"] == "succeeded", "the run to succeed")
-        assert [run["status"] for run in process.client.get("/api/v1/runs", params={"incident": "INC-1"}).json()["runs"]] == [
-            "succeeded"
-        ]
+        listed = run_cli("runs", "list", "--incident-id", "INC-1", "--daemon", process.url, "--format", "json")
+        assert [run["status"] for run in json.loads(listed.stdout)] == ["succeeded"]
+        again_cli = run_cli("remediate", "--incident-id", "INC-1", "--daemon", process.url, "--as", "alice")
+        assert again_cli.returncode == 0, again_cli.stderr
+        assert again_cli.stdout == "runbook careful: run 2 started; the daemon executes it (irules runs show 2)\n"
     finally:
         process.stop()

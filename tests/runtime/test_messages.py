@@ -1082,3 +1082,37 @@ def test_apprise_message_has_title_text_and_link(locale: str) -> None:
     assert outbound.url is None
     assert outbound.payload["title"] == TITLES[locale]["opened"]
     assert outbound.payload["text"] == TEXTS[locale]["opened"] + "\n" + INCIDENT_URL
+
+
+@pytest.mark.parametrize(
+    ("locale", "title", "text_start", "summary_start"),
+    [
+        (
+            "en",
+            f"Incident INC-2026-0042 escalated: {TITLE}",
+            'Escalation step "after 5m unacknowledged page oncall"',
+            "[Escalated] ",
+        ),
+        (
+            "de",
+            f"Vorfall INC-2026-0042 eskaliert: {TITLE}",
+            "Eskalationsschritt „after 5m unacknowledged page oncall“",
+            "[Eskaliert] ",
+        ),
+    ],
+)
+def test_page_step_without_a_level_names_its_step(locale: str, title: str, text_start: str, summary_start: str) -> None:
+    """A `page` or `notify` step does not raise the level, so the message names the step instead of "level 0"."""
+    context = make_context("escalated", escalation_level=0)
+    context["escalation"] = {"policy": "standard", "level": 0, "step": "after 5m unacknowledged page oncall"}
+    sms = render_message(CHANNELS["sms"], "payments", context, RULESET, locale=locale)
+    assert sms.payload["Body"].startswith(title + "\n" + text_start)
+    page = render_message(CHANNELS["pagerduty"], "payments", context, RULESET, locale=locale)
+    assert page.payload["payload"]["summary"].startswith(summary_start + "INC-2026-0042")
+    assert "level 0" not in sms.payload["Body"] and "Stufe 0" not in sms.payload["Body"]
+
+
+def test_pagerduty_summary_does_not_repeat_a_summary_already_in_the_title() -> None:
+    context = make_context("opened", title="HighErrorRate: 5xx ratio above 5%")
+    page = render_message(CHANNELS["pagerduty"], "payments", context, RULESET)
+    assert page.payload["payload"]["summary"] == "INC-2026-0042: HighErrorRate: 5xx ratio above 5%"
