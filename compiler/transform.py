@@ -63,6 +63,20 @@ def duration_seconds(text: str) -> float:
     return sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _DURATION_PART.findall(text))
 
 
+def duration_text(seconds: float) -> str:
+    """Return a duration as the rules write it, the inverse of `duration_seconds`: `1h`, `15m`, `1h30m`, `10s`, `0.5s`."""
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    rest = whole + (seconds - int(seconds))
+    if rest or not parts:
+        parts.append(f"{rest:g}s")
+    return "".join(parts)
+
+
 class BadEscape(ValueError):
     """A `\\uXXXX` escape that names half of a surrogate pair with no other half."""
 

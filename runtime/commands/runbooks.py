@@ -70,6 +70,7 @@ def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str]) -> d
     """Return the values conditions and templates read: from the payload's first firing alert, then `--label`s."""
     from runtime.alerts import Alert
     from runtime.policy import Policy, alert_values
+    from runtime.runbooks.steps import template_values
     from runtime.sources import detect, normalise
     from runtime.sources.base import Inbound, Rejected
 
@@ -96,9 +97,7 @@ def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str]) -> d
         alert.labels[name] = value
     if not alert.name:
         alert.name = alert.labels.get("alertname", "")
-    values = alert_values(alert, policy.service_of(alert.labels))
-    # Templates say `label.x` and `annotation.x`, conditions either form.
-    values["label"], values["annotation"] = values["labels"], values["annotations"]
+    values = template_values(alert_values(alert, policy.service_of(alert.labels)))
     values["incident"] = {"id": "INC-DRY-RUN", "title": alert.name, "status": "detected"}
     return values
 

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from compiler import ir
+from compiler.transform import duration_text
 from runtime.incidents import ENDED
 from runtime.notify import planner
 from runtime.policy import Policy
@@ -50,18 +51,10 @@ MIN_PERIOD_S = 60.0
 
 def describe(step: dict[str, Any]) -> str:
     """Return a step in rules syntax, such as `after 10m unacknowledged page critical-infrastructure`."""
-    text = f"after {_duration(step['after_s'])} {step['state']} {step['action']}"
+    text = f"after {duration_text(step['after_s'])} {step['state']} {step['action']}"
     if step["action"] == "escalate":
         return text + (f" to {step['level']}" if step.get("level") else "")
     return text + (f" {step['target']}" if step.get("target") else "")
-
-
-def _duration(seconds: float) -> str:
-    """Return a duration in rules syntax, such as `10m`, using the largest whole unit."""
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def schedule(connection: sa.Connection, policy: Policy, incident: dict[str, Any], now: datetime.datetime) -> int:

@@ -60,6 +60,7 @@ import anyio.abc
 
 from compiler import ir
 from compiler.evaluate import condition_holds
+from compiler.transform import duration_text as format_duration
 from runtime.runbooks.graph import StepGraph, build_step_graph
 from runtime.runbooks.model import (
     CANCELLED,
@@ -247,20 +248,6 @@ async def execute_run(
     await journal.finish(state, detail, at=clock.now())
     log.log(logging.INFO if state == RUN_SUCCEEDED else logging.WARNING, "runbook %s: run %s: %s", runbook.id, state, detail)
     return RunResult(state, detail, dict(run.records))
-
-
-def format_duration(seconds: float) -> str:
-    """Return a duration as the rules write it: `1h`, `15m`, `1h30m`, `10s`, `0.5s`."""
-    whole = int(seconds)
-    parts = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    rest = whole + (seconds - int(seconds))
-    if rest or not parts:
-        parts.append(f"{rest:g}s")
-    return "".join(parts)
 
 
 @dataclass(slots=True)

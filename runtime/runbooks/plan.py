@@ -19,6 +19,7 @@ import networkx as nx
 
 from compiler import ir
 from compiler.evaluate import condition_holds
+from compiler.transform import duration_text
 from runtime.commands.explain import expression_text
 from runtime.notify.render import TemplateFailed, render_text
 
@@ -215,14 +216,14 @@ def _reads_steps(expr: Any) -> bool:
 def format_plan(plan: Plan) -> str:
     """Return the plan as the text `irules test-runbook --dry-run` prints."""
     mode = "automatic" if plan.auto else "manual"
-    deadline = f", deadline {_duration(plan.timeout_s)}" if plan.timeout_s else ""
+    deadline = f", deadline {duration_text(plan.timeout_s)}" if plan.timeout_s else ""
     lines = [f"runbook {plan.runbook}" + (f": {plan.title}" if plan.title else "") + f" ({mode}{deadline})", ""]
     for number, step in enumerate(plan.steps, start=1):
         nature = "mutating" if step.mutating else "read-only"
         what = f"call {step.action}" if step.action else step.kind
         header = f"{number}. {step.name}  {what}  {nature}, risk {step.risk}"
         if step.timeout_s:
-            header += f", timeout {_duration(step.timeout_s)}"
+            header += f", timeout {duration_text(step.timeout_s)}"
         if step.retry:
             header += f", retry {step.retry}"
         lines.append(header)
@@ -270,10 +271,10 @@ def _operation_lines(operation: dict[str, Any]) -> list[str]:
     if "team" in operation:
         lines.append(
             f"approval from {operation['team']}"
-            + (f", timeout {_duration(operation['timeout_s'])}" if operation.get("timeout_s") else "")
+            + (f", timeout {duration_text(operation['timeout_s'])}" if operation.get("timeout_s") else "")
         )
     if "seconds" in operation and operation["seconds"] is not None:
-        lines.append(f"wait: {_duration(float(operation['seconds']))}")
+        lines.append(f"wait: {duration_text(float(operation['seconds']))}")
     if "template" in operation and "receiver" not in operation:
         lines.append(f"report: {operation['template']}")
     if "params" in operation:
@@ -281,10 +282,3 @@ def _operation_lines(operation: dict[str, Any]) -> list[str]:
     if "note" in operation:
         lines.append(operation["note"])
     return lines
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

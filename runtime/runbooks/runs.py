@@ -18,6 +18,7 @@ import anyio
 import sqlalchemy as sa
 
 from compiler import ir
+from compiler.transform import duration_text
 from runtime.incidents import IncidentError, _iso, add_timeline
 from runtime.runbooks.model import (
     DECISION_ANSWERS,
@@ -99,7 +100,7 @@ def start_run_in(
             sa.select(sa.func.count()).where(runbook_runs.c.runbook_id == runbook.id, runbook_runs.c.created_at >= since)
         ).scalar_one()
         if started >= count:
-            raise RunRefused(f"runbook {runbook.id} ran {started} times in the last {_duration(window_s)}, its limit")
+            raise RunRefused(f"runbook {runbook.id} ran {started} times in the last {duration_text(window_s)}, its limit")
     active = connection.execute(sa.select(runbook_runs.c.id).where(runbook_runs.c.concurrency_key == key)).scalar()
     if active is not None:
         raise RunRefused(f"run {active} of runbook {runbook.id} is still active for the same {', '.join(runbook.concurrency)}")
@@ -548,13 +549,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(
         json.dumps(value, default=lambda item: item.isoformat() if isinstance(item, datetime.datetime) else str(item))
     )
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 __all__ = [
