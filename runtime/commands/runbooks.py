@@ -259,7 +259,7 @@ def approve_command(
     database: DatabaseOption = None,
     daemon: DaemonOption = None,
 ) -> None:
-    """Approve a step that waits for approval (or answer an interrupted step with --decision)."""
+    """Approve a step that waits for approval, or decide on an interrupted step with --decision."""
     _decide(run_id, step, decision or "granted", actor, note, state, database, daemon)
 
 

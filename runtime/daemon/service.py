@@ -343,7 +343,9 @@ class Daemon:
         async with anyio.create_task_group() as group:
             group.start_soon(self.writer.run)
             group.start_soon(self.run_pipeline)
-            assert self.outbox is not None and self.notifier is not None and self.slack_bot is not None
+            assert self.outbox is not None
+            assert self.notifier is not None
+            assert self.slack_bot is not None
             if self.config.notify:
                 group.start_soon(self._worker, self.notifier.run)
                 group.start_soon(self._worker, self.outbox.run)

@@ -58,7 +58,7 @@ class RunManager:
                 with anyio.move_on_after(SCAN_EVERY_S):
                     await self._wakeup.wait()
                 self._wakeup = anyio.Event()
-            # Steps in flight are cancelled; their journal says so, and the next start resumes them.
+            # Steps in flight are cancelled. Their journal records them as running, so the next start resumes them.
             group.cancel_scope.cancel()
 
     async def _execute(self, run_id: int) -> None:

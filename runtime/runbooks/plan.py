@@ -232,7 +232,12 @@ def format_plan(plan: Plan) -> str:
         if step.compensates:
             lines.append(f"   runs only when {', '.join(step.compensates)} fails")
         if step.condition is not None:
-            verdict = AT_RUN_TIME if step.condition_holds is None else ("true" if step.condition_holds else "false: skipped")
+            if step.condition_holds is None:
+                verdict = AT_RUN_TIME
+            elif step.condition_holds:
+                verdict = "true"
+            else:
+                verdict = "false: skipped"
             lines.append(f"   when {step.condition}: {verdict}")
         if step.approval:
             lines.append(f"   needs approval: {step.approval}")

@@ -2,7 +2,7 @@
 
 A run row exists before its first step acts, and every step's state is
 written before the executor acts on it (see `StoreJournal`), so the store
-always says how far a run got. An approval or a decision about an
+always shows how far a run got. An approval or a decision about an
 interrupted step is a row in `approvals`, answered through the CLI, the API or
 Slack, and read by the waiting run.
 """
@@ -37,7 +37,7 @@ from runtime.store.schema import approvals, incidents, runbook_runs, step_runs
 
 Clock = Callable[[], datetime.datetime]
 
-# Kinds of questions a run asks people.
+# Kinds of request a run makes of people.
 APPROVAL = "approval"
 DECISION = "decision"
 ACTIVE = ("running", "waiting")
@@ -141,7 +141,7 @@ def matching_runbooks(policy: Any, values: dict[str, Any], *, auto_only: bool) -
             continue
         try:
             holds = runbook.when is None or condition_holds(runbook.when, values)
-        except Exception:  # a condition this alert cannot answer does not start the runbook
+        except Exception:  # a condition that cannot be evaluated on this alert does not start the runbook
             holds = False
         if holds:
             found.append(runbook)

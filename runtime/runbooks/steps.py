@@ -39,7 +39,7 @@ ANSWER_POLL_S = 0.2
 
 @dataclass(slots=True)
 class RunnerSettings:
-    """Where steps reach outside: Prometheus, extra environment for programs, the working folder."""
+    """Settings for steps that reach outside: the Prometheus URL, extra environment for programs, the working folder."""
 
     prometheus_url: str | None = None
     environment: tuple[str, ...] = ()

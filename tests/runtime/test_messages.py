@@ -1109,7 +1109,8 @@ def test_page_step_without_a_level_names_its_step(locale: str, title: str, text_
     assert sms.payload["Body"].startswith(title + "\n" + text_start)
     page = render_message(CHANNELS["pagerduty"], "payments", context, RULESET, locale=locale)
     assert page.payload["payload"]["summary"].startswith(summary_start + "INC-2026-0042")
-    assert "level 0" not in sms.payload["Body"] and "Stufe 0" not in sms.payload["Body"]
+    assert "level 0" not in sms.payload["Body"]
+    assert "Stufe 0" not in sms.payload["Body"]
 
 
 def test_pagerduty_summary_does_not_repeat_a_summary_already_in_the_title() -> None:
