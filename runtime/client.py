@@ -205,10 +205,10 @@ class RemoteBackend:
         body = {"answer": answer, "actor": actor, **({"note": note} if note else {})}
         return self._call("POST", f"/api/v1/runs/{run}/steps/{step}/decision", json=body)
 
-    def remediate(self, reference: str, runbook: str | None, actor: str) -> list[dict[str, Any]]:
+    def remediate(self, reference: str, runbook: str | None, actor: str, auto_approve_safe: bool = False) -> list[dict[str, Any]]:
         import httpx
 
-        body = {"actor": actor, **({"runbook": runbook} if runbook else {})}
+        body = {"actor": actor, "auto_approve_safe": auto_approve_safe, **({"runbook": runbook} if runbook else {})}
         try:
             response = self.client.post(f"/api/v1/incidents/{reference}/remediate", json=body)
         except httpx.HTTPError as error:

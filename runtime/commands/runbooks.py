@@ -30,22 +30,37 @@ def test_runbook_command(
         typer.Option("--alert-data", help="A webhook payload (any source) whose first alert the runbook reads."),
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="An alert label NAME=VALUE; repeatable.")] = None,
+    annotation: Annotated[
+        list[str] | None, typer.Option("--annotation", help="An alert annotation NAME=VALUE; repeatable.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option("--approve", help="Without --dry-run: grant this step's approval up front; repeatable."),
+    ] = None,
+    auto_approve_safe: Annotated[
+        bool,
+        typer.Option("--auto-approve-safe", help="Without --dry-run: grant the approvals of read-only and low-risk steps."),
+    ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Without --dry-run: keep the run's record in this folder's store (default: discarded)."),
+    ] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
 ) -> None:
-    """Print the plan of a runbook for an alert: each step's argv or request, conditions, approvals and side effects.
+    """Print the plan of a runbook for an alert, and without --dry-run, run it on this host.
 
-    Exit 1 when a value is rejected by an action's parameter pattern, 2 on usage errors.
+    The plan shows each step's argv or request, conditions, approvals and side effects.
+    A run executes the steps here, printing each as it starts and ends; approvals not
+    granted with --approve or --auto-approve-safe are asked on the terminal, or denied
+    without one. Exit 1 when a value is rejected or the run fails, 2 on usage errors.
     """
     from runtime.daemon.rules import RulesError, load_ruleset
     from runtime.runbooks.plan import build_plan, format_plan
 
     require_path(rules)
-    if not dry_run:
-        print(
-            "irules: test-runbook runs steps only with --dry-run for now; running them needs the runbook executor",
-            file=sys.stderr,
-        )
+    if dry_run and (approve or auto_approve_safe or state is not None):
+        print("irules: --approve, --auto-approve-safe and --state apply to runs, not to --dry-run", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE)
     try:
         ruleset = load_ruleset(rules, env)
@@ -57,17 +72,83 @@ def test_runbook_command(
         known = ", ".join(item.id for item in ruleset.runbooks) or "none"
         print(f"irules: no runbook {runbook_id!r} in the rules (declared: {known})", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE)
-    values = _alert_values(ruleset, alert_data, label or [])
+    values = _alert_values(ruleset, alert_data, label or [], annotation or [])
     plan = build_plan(ruleset, runbook, values)
-    if output is OutputFormat.JSON:
+    if output is OutputFormat.JSON and dry_run:
         print(json.dumps(plan.to_json(), indent=2, default=str))
-    else:
+    elif output is OutputFormat.TEXT:
         sys.stdout.write(format_plan(plan))
-    raise typer.Exit(EXIT_PROBLEMS if any(step.rejected for step in plan.steps) else EXIT_OK)
+    rejected = [step for step in plan.steps if step.rejected]
+    if dry_run or rejected:
+        if rejected and not dry_run:
+            print("irules: nothing was run, because the plan rejects a value", file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS if rejected else EXIT_OK)
+    unknown = sorted(set(approve or []) - {step.name for step in runbook.steps})
+    if unknown:
+        print(f"irules: --approve names no step of {runbook.id}: {', '.join(unknown)}", file=sys.stderr)
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(_run_here(ruleset, runbook, values, set(approve or []), auto_approve_safe, state, output))
 
 
-def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str]) -> dict[str, Any]:
-    """Return the values conditions and templates read: from the payload's first firing alert, then `--label`s."""
+def _run_here(
+    ruleset: Any,
+    runbook: Any,
+    values: dict[str, Any],
+    approve: set[str],
+    auto_approve_safe: bool,
+    state: Path | None,
+    output: OutputFormat,
+) -> int:
+    """Run the runbook on this host in a store of its own; return the exit code."""
+    import os
+    import tempfile
+
+    import anyio
+
+    from runtime.policy import Policy
+    from runtime.runbooks import runs
+    from runtime.runbooks.local import LocalApprovals, run_locally, terminal_prompt
+    from runtime.runbooks.steps import RunnerSettings
+    from runtime.store import Store, database_url
+
+    settings = RunnerSettings(
+        prometheus_url=os.environ.get("IRULES_PROMETHEUS_URL") or None,
+        environment=tuple(name for name in os.environ.get("IRULES_RUNBOOK_ENV", "").split(",") if name),
+    )
+    approvals = LocalApprovals(frozenset(approve), terminal_prompt if sys.stdin.isatty() else None)
+    progress = sys.stdout if output is OutputFormat.TEXT else sys.stderr
+    with tempfile.TemporaryDirectory(prefix="irules-test-runbook-") as scratch:
+        store = Store.open(database_url(state or Path(scratch), None))
+        try:
+            if output is OutputFormat.TEXT:
+                print(f"\nrunning {runbook.id} on this host")
+            policy = Policy(ruleset)
+            run_id, result = anyio.run(
+                lambda: run_locally(
+                    store,
+                    policy,
+                    runbook,
+                    values,
+                    approvals=approvals,
+                    auto_approve_safe=auto_approve_safe,
+                    settings=settings,
+                    out=progress,
+                )
+            )
+            shown = runs.show_run(store, run_id)
+        finally:
+            store.close()
+    if output is OutputFormat.JSON:
+        print(json.dumps(shown, indent=2))
+    else:
+        print(f"\nrun {result.state}" + (f": {result.detail}" if result.detail else ""))
+        if state is not None:
+            print(f"the record is in {state} (irules runs show {run_id} --state {state})")
+    return EXIT_OK if result.state == "succeeded" else EXIT_PROBLEMS
+
+
+def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str], annotations: list[str]) -> dict[str, Any]:
+    """Return the values conditions and templates read: the payload's first firing alert, then `--label` and `--annotation`."""
     from runtime.alerts import Alert
     from runtime.policy import Policy, alert_values
     from runtime.runbooks.steps import template_values
@@ -89,12 +170,13 @@ def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str]) -> d
         firing = [item for item in outcome.alerts if item.status == "firing"] or outcome.alerts
         if firing:
             alert = firing[0]
-    for item in labels:
-        name, separator, value = item.partition("=")
-        if not separator or not name:
-            print(f"irules: --label takes NAME=VALUE, not {item!r}", file=sys.stderr)
-            raise typer.Exit(EXIT_USAGE)
-        alert.labels[name] = value
+    for option, items, target in (("--label", labels, alert.labels), ("--annotation", annotations, alert.annotations)):
+        for item in items:
+            name, separator, value = item.partition("=")
+            if not separator or not name:
+                print(f"irules: {option} takes NAME=VALUE, not {item!r}", file=sys.stderr)
+                raise typer.Exit(EXIT_USAGE)
+            target[name] = value
     if not alert.name:
         alert.name = alert.labels.get("alertname", "")
     values = template_values(alert_values(alert, policy.service_of(alert.labels)))
@@ -285,6 +367,13 @@ def remediate_command(
     database: DatabaseOption = None,
     daemon: DaemonOption = None,
     actor: ActorOption = None,
+    auto_approve_safe: Annotated[
+        bool,
+        typer.Option(
+            "--auto-approve-safe",
+            help="Grant the approvals of read-only and low-risk steps in your name; others still wait for a person.",
+        ),
+    ] = False,
 ) -> None:
     """Start the runbooks that apply to an incident's first firing alert; a running daemon executes them."""
     import datetime
@@ -297,7 +386,7 @@ def remediate_command(
 
     try:
         if daemon:
-            results = _remote(daemon).remediate(incident_id, runbook_id, _actor(actor))
+            results = _remote(daemon).remediate(incident_id, runbook_id, _actor(actor), auto_approve_safe)
         else:
             store = _store(state, database)
             try:
@@ -306,7 +395,7 @@ def remediate_command(
                 print("irules: the rules have errors:\n" + "\n".join(error.diagnostics), file=sys.stderr)
                 raise typer.Exit(EXIT_PROBLEMS) from error
             now = datetime.datetime.now(datetime.UTC)
-            results = runs.remediate(store, Policy(ruleset), incident_id, _actor(actor), now, runbook_id)
+            results = runs.remediate(store, Policy(ruleset), incident_id, _actor(actor), now, runbook_id, auto_approve_safe)
     except (IncidentError, BackendError) as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_PROBLEMS) from error

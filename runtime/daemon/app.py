@@ -254,6 +254,13 @@ def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str | N
     return value
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise incident_ops.IncidentError(f"field `{name}` must be true or false", status=400)
+    return value
+
+
 def api(handler):
     """Wrap an incident API handler: check the token, turn `IncidentError` into its status, run store work in a thread."""
 
@@ -461,8 +468,9 @@ async def remediate_incident(request: Request, daemon: Daemon) -> Response:
     reference = request.path_params["incident"]
     actor = _actor(request, body)
     policy = daemon.rules.current()
+    runbook, auto_approve_safe = _text(body, "runbook"), _flag(body, "auto_approve_safe")
     results = await anyio.to_thread.run_sync(
-        lambda: runs.remediate(daemon.store, policy, reference, actor, _now(), _text(body, "runbook"))
+        lambda: runs.remediate(daemon.store, policy, reference, actor, _now(), runbook, auto_approve_safe)
     )
     if daemon.run_manager is not None:
         daemon.run_manager.wake()

@@ -281,13 +281,20 @@ def openapi_document() -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": {"description": "The decision, recorded"}, **_errors(400, 401, 404)},
+                    "responses": {"200": {"description": "The decision, recorded"}, **_errors(400, 401, 404, 409)},
                 }
             },
             "/api/v1/incidents/{incident}/remediate": {
                 "post": {
                     **_incident_action(
-                        "Start the runbooks that apply to the incident, or the one named", {"runbook": {"type": "string"}}
+                        "Start the runbooks that apply to the incident, or the one named",
+                        {
+                            "runbook": {"type": "string"},
+                            "auto_approve_safe": {
+                                "type": "boolean",
+                                "description": "Grant the approvals of read-only and low-risk steps at once",
+                            },
+                        },
                     ),
                     "responses": {
                         "201": {"description": "`runs`: per runbook, the new run's id or why it was refused"},

@@ -37,8 +37,12 @@ def build(
     event: str,
     now: datetime.datetime,
     escalation: dict[str, Any] | None = None,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the message context of `incident` for `event`, reading its alerts in the caller's transaction."""
+    """Return the message context of `incident` for `event`, reading its alerts in the caller's transaction.
+
+    `approval` is a runbook step's approval request, for the `approval` event.
+    """
     rows = (
         connection.execute(
             sa.select(alerts)
@@ -100,6 +104,7 @@ def build(
         "runbooks": _runbooks(policy, alert_list),
         "similar": [],
         "escalation": escalation,
+        "approval": approval,
         "now": now,
     }
 

@@ -71,6 +71,10 @@ MAX_EMAIL_HTML = 200_000
 MAX_ITEM_TEXT = 300
 MAX_SIMILAR = 5
 
+# The action ids of the Approve and Deny buttons of approval requests, which the Slack bot reads.
+APPROVE_ACTION = "runbook_approve"
+DENY_ACTION = "runbook_deny"
+
 _PAGERDUTY_ACTIONS = {"acknowledged": "acknowledge", "resolved": "resolve"}
 _PAGERDUTY_SEVERITIES = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 
@@ -275,7 +279,9 @@ def _slack_message(message: Message) -> dict[str, Any]:
     blocks.append({"type": "section", "block_id": "incident_fields", "fields": _slack_fields(message)})
     for section in _sections(message, alert_limit=MAX_SLACK_LIST_ITEMS):
         blocks.append(_mrkdwn_section(_slack_list(section), None))
-    if message.values["incident"]["open"]:
+    if message.event == "approval":
+        blocks.append({"type": "actions", "block_id": "approval_actions", "elements": _slack_approval_buttons(message)})
+    elif message.values["incident"]["open"]:
         blocks.append({"type": "actions", "block_id": "incident_actions", "elements": _slack_buttons(message)})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_link(message)}]})
     assert len(blocks) <= slack_blocks.MAX_BLOCKS, "a message has a fixed set of blocks, far fewer than Slack's limit"
@@ -352,6 +358,27 @@ def _slack_buttons(message: Message) -> list[dict[str, Any]]:
         }
     )
     return buttons
+
+
+def _slack_approval_buttons(message: Message) -> list[dict[str, Any]]:
+    """Return Approve and Deny buttons whose value is the approval's id, which the Slack bot decides on a click."""
+    value = str(message.context["approval"]["id"])
+    return [
+        {
+            "type": "button",
+            "action_id": APPROVE_ACTION,
+            "text": {"type": "plain_text", "text": message.texts["approve"]},
+            "style": "primary",
+            "value": value,
+        },
+        {
+            "type": "button",
+            "action_id": DENY_ACTION,
+            "text": {"type": "plain_text", "text": message.texts["deny"]},
+            "style": "danger",
+            "value": value,
+        },
+    ]
 
 
 def _slack_link(message: Message) -> str:
@@ -647,6 +674,7 @@ def _webhook(message: Message) -> Outbound:
         "runbooks": list(context.get("runbooks") or []),
         "similar": list(context.get("similar") or []),
         "escalation": context.get("escalation"),
+        "approval": context.get("approval"),
         "sent_at": message.values["now"],
     }
     url, secrets = _endpoint(message.channel.url or message.channel.target, "url")

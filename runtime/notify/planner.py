@@ -303,6 +303,7 @@ def queue_messages(
     cancel_on: str | None = None,
     escalation: dict[str, Any] | None = None,
     kinds: tuple[str, ...] = (),
+    approval: dict[str, Any] | None = None,
 ) -> int:
     """Queue one rendered message per channel of a receiver, note it on the timeline, and return the rows queued.
 
@@ -320,7 +321,10 @@ def queue_messages(
     channels = list(enumerate(receiver.channels))
     if kinds and any(channel.kind in kinds for _index, channel in channels):
         channels = [(index, channel) for index, channel in channels if channel.kind in kinds]
-    context = message_context.build(connection, policy, incident, event, now, escalation)
+    if event == "approval":
+        # A PagerDuty event would change the incident's page, which an approval request is not.
+        channels = [(index, channel) for index, channel in channels if channel.kind != "pagerduty"]
+    context = message_context.build(connection, policy, incident, event, now, escalation, approval)
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     for index, channel in channels:

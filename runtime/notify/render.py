@@ -121,6 +121,8 @@ TEXTS: dict[str, dict[str, Any]] = {
         "level": "Level {level}",
         "incident": "Incident",
         "open_incident": "Open incident",
+        "approve": "Approve",
+        "deny": "Deny",
         "time_format": "%Y-%m-%d %H:%M %Z",
         "units": {"d": "d", "h": "h", "min": "min", "s": "s"},
     },
@@ -154,6 +156,8 @@ TEXTS: dict[str, dict[str, Any]] = {
         "level": "Stufe {level}",
         "incident": "Vorfall",
         "open_incident": "Vorfall öffnen",
+        "approve": "Freigeben",
+        "deny": "Ablehnen",
         "time_format": "%d.%m.%Y, %H:%M %Z",
         "units": {"d": "Tg.", "h": "Std.", "min": "Min.", "s": "Sek."},
     },
@@ -191,8 +195,11 @@ class Message:
         texts = TEXTS[next(tag for tag in locales if tag in TEXTS)]
         zone = _zone(ruleset.settings.timezone)
         url = _incident_url(context["incident"], ruleset.settings)
-        template = _find_template(channel, ruleset, context["incident"]["id"])
-        message = cls(channel, receiver, context, ruleset, locales, event or context["event"], texts, zone, url, template)
+        event = event or context["event"]
+        # A channel's own template describes incidents; approval requests always use the shipped texts,
+        # which show the operation and how to decide.
+        template = None if event == "approval" else _find_template(channel, ruleset, context["incident"]["id"])
+        message = cls(channel, receiver, context, ruleset, locales, event, texts, zone, url, template)
         message.values = _template_values(message)
         return message
 
@@ -379,6 +386,7 @@ def _template_values(message: Message) -> dict[str, Any]:
         "runbooks": list(context.get("runbooks") or []),
         "similar": list(context.get("similar") or []),
         "escalation": context.get("escalation"),
+        "approval": _approval_view(message, context.get("approval")),
         "receiver": message.receiver,
         "settings": {
             "locale": settings.locale,
@@ -390,6 +398,13 @@ def _template_values(message: Message) -> dict[str, Any]:
         "now": now,
         "url": message.url or "",
     }
+
+
+def _approval_view(message: Message, approval: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return a runbook approval request with its timeout as text in the message's zone and format."""
+    if approval is None:
+        return None
+    return {**approval, "timeout": message.time(approval.get("timeout_at"))}
 
 
 def _incident_view(

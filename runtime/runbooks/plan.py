@@ -21,10 +21,8 @@ from compiler import ir
 from compiler.evaluate import condition_holds
 from compiler.transform import duration_text
 from runtime.commands.explain import expression_text
-from runtime.notify.render import TemplateFailed, render_text
-
-RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
-AT_RUN_TIME = "decided at run time"
+from runtime.runbooks.model import StepRejected
+from runtime.runbooks.operations import AT_RUN_TIME, render_operation, step_safety
 
 
 @dataclass(slots=True)
@@ -81,7 +79,7 @@ def build_plan(ruleset: ir.Ruleset, runbook: ir.Runbook, values: dict[str, Any])
     planned = []
     for name in order:
         step = steps[name]
-        item = _plan_step(step, actions.get(step.action or ""), values, runbook)
+        item = _plan_step(step, actions, values)
         item.compensates = compensates.get(name, [])
         if item.approval is None and runbook.auto and item.mutating and item.risk == "high" and approved_before:
             item.approval = "covered by the approval step before it"
@@ -90,10 +88,8 @@ def build_plan(ruleset: ir.Ruleset, runbook: ir.Runbook, values: dict[str, Any])
     return Plan(runbook.id, runbook.title, runbook.auto, runbook.timeout_s, planned)
 
 
-def _plan_step(step: ir.Step, action: ir.Action | None, values: dict[str, Any], runbook: ir.Runbook) -> PlannedStep:
-    read_only = step.read_only or (action is not None and action.read_only)
-    risks = [step.risk, action.risk if action is not None else "low"]
-    risk = max(risks, key=lambda level: RISK_ORDER.get(level, 0))
+def _plan_step(step: ir.Step, actions: dict[str, ir.Action], values: dict[str, Any]) -> PlannedStep:
+    read_only, risk = step_safety(step, actions.get(step.action or ""))
     item = PlannedStep(
         name=step.name,
         kind=step.kind,
@@ -113,94 +109,12 @@ def _plan_step(step: ir.Step, action: ir.Action | None, values: dict[str, Any], 
             except Exception as error:  # a condition that cannot be evaluated on this alert
                 item.condition = f"{item.condition} (cannot be evaluated: {error})"
     try:
-        item.operation = describe_operation(step, action, values)
-    except StepRejectedError as error:
+        item.operation = render_operation(step, actions, values, defer_step_reads=True)
+    except StepRejected as error:
         item.rejected = str(error)
     if step.kind == "approve":
         item.approval = str(step.args[0]) if step.args else None
     return item
-
-
-class StepRejectedError(Exception):
-    """A value that a step or action may not take; the message names the parameter and the rule."""
-
-
-def describe_operation(step: ir.Step, action: ir.Action | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Return what the step would do, with templates rendered where the alert alone decides them."""
-    from runtime.runbooks import process
-
-    if step.kind == "call":
-        if action is None:
-            raise StepRejectedError(f"action {step.action!r} is not declared")
-        if any(_template_reads_steps(str(argument.get("value", ""))) for argument in step.args):
-            # Arguments from earlier steps' output are bound and checked when the step runs.
-            written = {
-                argument.get("name") or action.params[index].name: _render(str(argument.get("value")), values)
-                for index, argument in enumerate(step.args)
-                if argument.get("name") or index < len(action.params)
-            }
-            declared = {param.name: param for param in action.params}
-            for name, text in written.items():
-                param = declared.get(name)
-                if param is not None and param.pattern and not _template_reads_steps(text):
-                    try:
-                        process.check_pattern(f"argument `{name}` of action `{action.name}`", param.pattern, text)
-                    except process.StepRejected as error:
-                        raise StepRejectedError(str(error)) from error
-            return {"action": action.name, "params": written, "note": f"arguments reading earlier steps are {AT_RUN_TIME}"}
-        try:
-            params = process.bind_action(action, step.args, values)
-        except process.StepRejected as error:
-            raise StepRejectedError(str(error)) from error
-        body = action.steps[0] if action.steps else None
-        if body is None:
-            return {"action": action.name, "params": params}
-        return {"action": action.name, "params": params, **describe_operation(body, None, {**values, **params})}
-    if step.kind == "run":
-        templates = [str(part) for part in step.args[0]]
-        if any(_template_reads_steps(part) for part in templates):
-            return {"argv": [part if _template_reads_steps(part) else _render(part, values) for part in templates]}
-        try:
-            return {"argv": process.render_argv(templates, values)}
-        except process.StepRejected as error:
-            raise StepRejectedError(str(error)) from error
-    if step.kind == "http":
-        method, url = step.args[0], str(step.args[1])
-        request: dict[str, Any] = {"method": method, "url": _render(url, values)}
-        header = step.options.get("header")
-        if header:
-            request["headers"] = {str(header[0]): _render(str(header[1]), values)}
-        body = step.options.get("body")
-        if body:
-            request["body"] = _render(str(body[0]), values)
-        expect = step.options.get("expect")
-        if expect:
-            request["expect"] = expect[0]
-        return request
-    if step.kind == "query":
-        return {"query": _render(str(step.args[0]), values)}
-    if step.kind == "notify":
-        return {"receiver": step.args[0], "template": step.args[1] if len(step.args) > 1 else None}
-    if step.kind == "approve":
-        return {"team": step.args[0], "timeout_s": step.args[1] if len(step.args) > 1 else None}
-    if step.kind == "wait":
-        return {"seconds": step.args[0] if step.args else None}
-    if step.kind == "report":
-        return {"template": step.args[0] if step.args else None}
-    return {"args": [str(argument) for argument in step.args]}
-
-
-def _render(template: str, values: dict[str, Any]) -> str:
-    if _template_reads_steps(template):
-        return template
-    try:
-        return render_text(template, values)
-    except TemplateFailed as error:
-        raise StepRejectedError(f"template {template[:80]!r} failed: {error}") from error
-
-
-def _template_reads_steps(template: str) -> bool:
-    return "steps." in template and ("{{" in template or "{%" in template)
 
 
 def _reads_steps(expr: Any) -> bool:

@@ -73,11 +73,23 @@ def start_run(
     trigger: str,
     requested_by: str,
     now: datetime.datetime,
+    auto_approve: bool = False,
 ) -> int:
-    """Insert a new run and return its id; raise `RunRefused` when its key is taken or its rate limit reached."""
+    """Insert a new run and return its id; raise `RunRefused` when its key is taken or its rate limit is reached.
+
+    With `auto_approve`, the approvals of read-only and low-risk steps are granted
+    at once in the name of `requested_by` (see `operations.auto_approvable`).
+    """
     with store.write() as connection:
         return start_run_in(
-            connection, runbook, incident_id=incident_id, values=values, trigger=trigger, requested_by=requested_by, now=now
+            connection,
+            runbook,
+            incident_id=incident_id,
+            values=values,
+            trigger=trigger,
+            requested_by=requested_by,
+            now=now,
+            auto_approve=auto_approve,
         )
 
 
@@ -90,6 +102,7 @@ def start_run_in(
     trigger: str,
     requested_by: str,
     now: datetime.datetime,
+    auto_approve: bool = False,
 ) -> int:
     """Insert a new run in the caller's transaction, as `start_run` does."""
     key = concurrency_key(runbook, incident_id, values)
@@ -116,6 +129,7 @@ def start_run_in(
             values=_jsonable(values),
             created_at=now,
             deadline_at=deadline,
+            auto_approve=auto_approve,
         )
     ).inserted_primary_key[0]
     if incident_id is not None:
@@ -125,8 +139,9 @@ def start_run_in(
             now,
             "runbook.started",
             requested_by,
-            f"Runbook {runbook.id} started ({trigger}), run {run_id}",
-            {"run": run_id, "runbook": runbook.id, "trigger": trigger},
+            f"Runbook {runbook.id} started ({trigger}), run {run_id}"
+            + (", approving read-only and low-risk steps automatically" if auto_approve else ""),
+            {"run": run_id, "runbook": runbook.id, "trigger": trigger, "auto_approve": auto_approve},
         )
     return run_id
 
@@ -149,11 +164,18 @@ def matching_runbooks(policy: Any, values: dict[str, Any], *, auto_only: bool) -
 
 
 def remediate(
-    store: Store, policy: Any, reference: str, actor: str, now: datetime.datetime, runbook_id: str | None = None
+    store: Store,
+    policy: Any,
+    reference: str,
+    actor: str,
+    now: datetime.datetime,
+    runbook_id: str | None = None,
+    auto_approve_safe: bool = False,
 ) -> list[dict[str, Any]]:
     """Start the runbooks that apply to an incident's first firing alert (or `runbook_id`); return one result per runbook.
 
     Each result has `runbook` and either `run` (the new run's id) or `refused` (why not).
+    With `auto_approve_safe`, approvals of read-only and low-risk steps are granted in the name of `actor`.
     """
     from runtime.alerts import Alert
     from runtime.incidents import get_row
@@ -197,7 +219,14 @@ def remediate(
     for runbook in chosen:
         try:
             number = start_run(
-                store, runbook, incident_id=incident["id"], values=values, trigger="manual", requested_by=actor, now=now
+                store,
+                runbook,
+                incident_id=incident["id"],
+                values=values,
+                trigger="manual",
+                requested_by=actor,
+                now=now,
+                auto_approve=auto_approve_safe,
             )
         except RunRefused as refused:
             results.append({"runbook": runbook.id, "refused": str(refused)})
@@ -214,6 +243,12 @@ def finish_run(store: Store, run_id: int, state: str, detail: str, now: datetime
             runbook_runs.update()
             .where(runbook_runs.c.id == run_id)
             .values(status=state, detail=detail, finished_at=now, concurrency_key=None, lease_until=None)
+        )
+        # A finished run waits for nobody: an answer that comes after the end is rejected.
+        connection.execute(
+            approvals.update()
+            .where(approvals.c.run_id == run_id, approvals.c.status == "pending")
+            .values(status="expired", decided_at=now)
         )
         if row["incident_id"] is not None:
             add_timeline(
@@ -381,23 +416,52 @@ def request(
 ) -> int:
     """Ask for an approval or a decision about `step`, once; return the request's id."""
     with store.write() as connection:
-        found = connection.execute(
-            sa.select(approvals.c.id).where(approvals.c.run_id == run_id, approvals.c.step == step, approvals.c.kind == kind)
-        ).scalar()
-        if found is not None:
-            return found
-        return connection.execute(
-            approvals.insert().values(
-                run_id=run_id,
-                step=step,
-                team=team,
-                kind=kind,
-                status="pending",
-                operation=_jsonable(operation),
-                requested_at=now,
-                timeout_at=None if timeout_s is None else now + datetime.timedelta(seconds=timeout_s),
-            )
-        ).inserted_primary_key[0]
+        return request_in(connection, run_id, step, kind, team, operation, now, timeout_s)[0]
+
+
+def request_in(
+    connection: sa.Connection,
+    run_id: int,
+    step: str,
+    kind: str,
+    team: str | None,
+    operation: dict[str, Any],
+    now: datetime.datetime,
+    timeout_s: float | None,
+) -> tuple[int, bool]:
+    """Ask for an approval or a decision in the caller's transaction; return the request's id and whether it is new.
+
+    A run that resumes after a restart finds its earlier request, so people are asked once.
+    """
+    found = connection.execute(
+        sa.select(approvals.c.id).where(approvals.c.run_id == run_id, approvals.c.step == step, approvals.c.kind == kind)
+    ).scalar()
+    if found is not None:
+        return found, False
+    request_id = connection.execute(
+        approvals.insert().values(
+            run_id=run_id,
+            step=step,
+            team=team,
+            kind=kind,
+            status="pending",
+            operation=_jsonable(operation),
+            requested_at=now,
+            timeout_at=None if timeout_s is None else now + datetime.timedelta(seconds=timeout_s),
+        )
+    ).inserted_primary_key[0]
+    return request_id, True
+
+
+def expire_if_due(store: Store, request_id: int, now: datetime.datetime) -> bool:
+    """Mark a pending approval `timed_out` when its timeout has passed, so a late answer is rejected; return True if so."""
+    with store.write() as connection:
+        changed = connection.execute(
+            approvals.update()
+            .where(approvals.c.id == request_id, approvals.c.status == "pending", approvals.c.timeout_at <= now)
+            .values(status="timed_out", decided_at=now)
+        ).rowcount
+    return bool(changed)
 
 
 def answer_of(store: Store, request_id: int) -> Decision | None:
@@ -427,6 +491,11 @@ def decide(
         )
         if row is None:
             raise IncidentError(f"step {step!r} of run {run_id} waits for no approval or decision", status=404)
+        if row["timeout_at"] is not None and row["timeout_at"] <= now:
+            raise IncidentError(
+                f"the approval of step {step!r} of run {run_id} timed out at {_iso(row['timeout_at'])}; the step fails",
+                status=409,
+            )
         allowed = ("granted", "denied") if row["kind"] == APPROVAL else ("retry", "skip", "fail")
         if answer not in allowed:
             raise IncidentError(
@@ -541,6 +610,7 @@ def _run_json(row: dict[str, Any]) -> dict[str, Any]:
         "deadline_at": _iso(row["deadline_at"]),
         "finished_at": _iso(row["finished_at"]),
         "detail": row["detail"],
+        "auto_approve": bool(row.get("auto_approve")),
     }
 
 

@@ -25,7 +25,8 @@ from runtime import incidents as incident_ops
 from runtime.notify.render import TemplateFailed, render_text
 from runtime.policy import Policy
 from runtime.runbooks import process, runs
-from runtime.runbooks.model import FAIL, TIMED_OUT, Clock, Decision, StepOutcome, StepRecord, StepRejected
+from runtime.runbooks.model import FAIL, GRANTED, TIMED_OUT, Clock, Decision, StepOutcome, StepRecord
+from runtime.runbooks.operations import auto_approvable, operation_text, render_operation
 from runtime.store import Store
 from runtime.store.schema import incidents, runbook_runs
 
@@ -70,64 +71,17 @@ class StoreRunner:
             row = connection.execute(sa.select(runbook_runs).where(runbook_runs.c.id == run_id)).mappings().one()
         self.incident_id = row["incident_id"]
         self.requested_by = row["requested_by"]
+        self.runbook_id = row["runbook_id"]
+        self.auto_approve = bool(row["auto_approve"])
 
     # ------------------------------------------------------------ prepare
 
     async def prepare(self, step: ir.Step, values: Mapping[str, Any]) -> dict[str, Any]:
         values = template_values(values)
-        kind = step.kind
-        action = self.actions.get(step.action or "") if kind == "call" else None
-        if kind == "call":
-            if action is None:
-                raise StepRejected(f"step `{step.name}` calls action `{step.action}`, which the rules do not declare")
-            body = action.steps[0] if action.steps else None
-            if body is None:
-                raise StepRejected(f"action `{action.name}` has no step")
-            if body.kind == "run":
-                prepared = process.prepare_process(step, values, action)
-                return {
-                    "kind": "run",
-                    "argv": list(prepared.argv),
-                    "exit_codes": sorted(prepared.exit_codes),
-                    "action": action.name,
-                }
-            params = process.bind_action(action, step.args, values)
-            return {**self._prepare_primitive(body, {**values, **params}), "action": action.name, "params": params}
-        if kind == "run":
-            prepared = process.prepare_process(step, values)
-            return {"kind": "run", "argv": list(prepared.argv), "exit_codes": sorted(prepared.exit_codes)}
-        return self._prepare_primitive(step, values)
-
-    def _prepare_primitive(self, step: ir.Step, values: Mapping[str, Any]) -> dict[str, Any]:
-        kind = step.kind
-        if kind == "http":
-            request: dict[str, Any] = {"kind": "http", "method": str(step.args[0]), "url": _render(str(step.args[1]), values)}
-            header = step.options.get("header")
-            if header:
-                request["headers"] = {str(header[0]): _render(str(header[1]), values)}
-            body = step.options.get("body")
-            if body:
-                request["body"] = _render(str(body[0]), values)
-            expect = step.options.get("expect")
-            request["expect"] = expect[0] if expect else None
-            if not request["url"].startswith(("http://", "https://")):
-                raise StepRejected(f"step `{step.name}`: the URL {request['url'][:80]!r} is not an http or https URL")
-            return request
-        if kind == "query":
-            return {"kind": "query", "query": _render(str(step.args[0]), values)}
-        if kind == "notify":
-            return {"kind": "notify", "receiver": str(step.args[0]), "template": step.args[1] if len(step.args) > 1 else None}
-        if kind == "approve":
-            return {"kind": "approve", "team": step.args[0] if step.args else None}
-        if kind == "wait":
-            return {"kind": "wait", "seconds": float(step.args[0]) if step.args else 0.0}
-        if kind == "report":
-            return {"kind": "report", "template": str(step.args[0]) if step.args else None, "values": _summary(values)}
-        if kind == "set":
-            return {"kind": "set", "args": [_render(str(argument), values) for argument in step.args]}
-        if kind == "assist":
-            return {"kind": "assist", "focus": str(step.args[0]) if step.args else ""}
-        raise StepRejected(f"step `{step.name}` has the unknown kind `{kind}`")
+        operation = render_operation(step, self.actions, values)
+        if operation["kind"] == "report":
+            operation["values"] = _summary(values)
+        return operation
 
     # ------------------------------------------------------------ execute
 
@@ -286,11 +240,80 @@ class StoreRunner:
     # ------------------------------------------------------------ people
 
     async def approve(self, step: ir.Step, operation: dict[str, Any], team: str, timeout_s: float | None) -> Decision:
-        request_id = await anyio.to_thread.run_sync(
-            lambda: runs.request(self.store, self.run_id, step.name, runs.APPROVAL, team, operation, self.clock.now(), timeout_s)
+        now = self.clock.now()
+        request_id = await anyio.to_thread.run_sync(lambda: self._ask(step, operation, team, now, timeout_s))
+        try:
+            return await self._wait(request_id, TIMED_OUT)
+        except anyio.get_cancelled_exc_class():
+            # The executor cancels the wait when the approval's timeout passes. Marking the
+            # request then makes a late answer fail instead of being recorded as granted.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(runs.expire_if_due, self.store, request_id, self.clock.now())
+            raise
+
+    def _ask(self, step: ir.Step, operation: dict[str, Any], team: str, now: datetime.datetime, timeout_s: float | None) -> int:
+        """Store the approval request and, the first time, grant it under `--auto-approve-safe` or notify `team`."""
+        action = self.actions.get(step.action or "") if step.kind == "call" else None
+        with self.store.write() as connection:
+            request_id, new = runs.request_in(connection, self.run_id, step.name, runs.APPROVAL, team, operation, now, timeout_s)
+            if new and not (self.auto_approve and auto_approvable(step, action)):
+                self._notify_approvers(connection, request_id, step, operation, team, now, timeout_s)
+        if new and self.auto_approve and auto_approvable(step, action):
+            runs.decide(
+                self.store,
+                self.run_id,
+                step.name,
+                GRANTED,
+                f"{self.requested_by} (--auto-approve-safe)",
+                now,
+                "read-only or low risk",
+            )
+            log.info("run %d: step %s approved by --auto-approve-safe", self.run_id, step.name)
+        else:
+            log.info("run %d: step %s waits for approval from %s", self.run_id, step.name, team)
+        return request_id
+
+    def _notify_approvers(
+        self,
+        connection: sa.Connection,
+        request_id: int,
+        step: ir.Step,
+        operation: dict[str, Any],
+        team: str,
+        now: datetime.datetime,
+        timeout_s: float | None,
+    ) -> None:
+        """Queue the approval request to the team's channels, with the exact operation and how to decide."""
+        from runtime.notify import planner
+
+        if self.incident_id is None:
+            return
+        if team not in self.policy.receivers:
+            log.warning("run %d: step %s: approving team %s has no channels to ask on", self.run_id, step.name, team)
+            return
+        incident = dict(connection.execute(sa.select(incidents).where(incidents.c.id == self.incident_id)).mappings().one())
+        approval = {
+            "id": request_id,
+            "run": self.run_id,
+            "runbook": self.runbook_id,
+            "step": step.name,
+            "team": team,
+            "operation": operation_text(operation),
+            "timeout_at": None if timeout_s is None else now + datetime.timedelta(seconds=timeout_s),
+            "approve_command": f"irules approve {self.run_id} {step.name}",
+            "deny_command": f"irules deny {self.run_id} {step.name}",
+        }
+        planner.queue_messages(
+            connection,
+            self.policy,
+            planner._default_renderer(),
+            incident,
+            team,
+            "approval",
+            now,
+            key=f"approval:{request_id}",
+            approval=approval,
         )
-        log.info("run %d: step %s waits for approval from %s", self.run_id, step.name, team)
-        return await self._wait(request_id, TIMED_OUT)
 
     async def decide(self, step: ir.Step, record: StepRecord) -> Decision:
         request_id = await anyio.to_thread.run_sync(
@@ -317,13 +340,6 @@ def template_values(values: Mapping[str, Any]) -> dict[str, Any]:
     if "annotations" in result:
         result.setdefault("annotation", result["annotations"])
     return result
-
-
-def _render(template: str, values: Mapping[str, Any]) -> str:
-    try:
-        return render_text(template, dict(values))
-    except TemplateFailed as error:
-        raise StepRejected(f"the template {template[:80]!r} failed: {error}") from error
 
 
 def _summary(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import httpx
 from compiler import ir
 from compiler.evaluate import alert_values, condition_holds, service_for
 from runtime import incidents as incident_ops
+from runtime.notify.messages import APPROVE_ACTION, DENY_ACTION
 from runtime.notify.model import Endpoints
 from runtime.pipeline import utc_now
 from runtime.slack import inbox
@@ -41,8 +42,8 @@ from targets.slack_blocks import ACKNOWLEDGE, START_RESPONSE
 
 log = logging.getLogger("irules.slack")
 
-APPROVE = "runbook_approve"
-DENY = "runbook_deny"
+APPROVE = APPROVE_ACTION
+DENY = DENY_ACTION
 # Action ids of clicks the bot acts on; clicks on other buttons are acknowledged and dropped.
 ACTIONS = (ACKNOWLEDGE, START_RESPONSE, APPROVE, DENY)
 

@@ -133,8 +133,26 @@ incidents = sa.Table(
     sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
     sa.Column("escalation_policy", sa.String(200), nullable=True),
     sa.Column("escalation_started_at", UtcDateTime, nullable=True),
+    # Impact analysis (blast radius, likely causes, scores) and the classifier's verdict.
+    sa.Column("impact", sa.JSON, nullable=True),
+    sa.Column("triage", sa.JSON, nullable=True),
     sa.Index("ix_incidents_status", "status"),
     sa.Index("ix_incidents_correlation", "correlation"),
+)
+
+# Investigations by an assistant (Claude Code, say) linked to an incident, so a responder can resume them.
+assistant_sessions = sa.Table(
+    "assistant_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(200), nullable=False),
+    sa.Column("focus", sa.String(40), nullable=True),
+    sa.Column("linked_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("incident_id", "provider", "session_id"),
+    sa.Index("ix_assistant_sessions_incident_id", "incident_id"),
 )
 
 # Append only: rows are inserted, never updated or deleted (retention aside).
@@ -294,6 +312,8 @@ runbook_runs = sa.Table(
     sa.Column("finished_at", UtcDateTime, nullable=True),
     sa.Column("lease_until", UtcDateTime, nullable=True),
     sa.Column("detail", sa.Text, nullable=True),
+    # Started with `--auto-approve-safe`: approvals of read-only and low-risk steps are granted at once.
+    sa.Column("auto_approve", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_runbook_runs_incident_id", "incident_id"),
     sa.Index("ix_runbook_runs_status", "status"),
     sa.Index("ix_runbook_runs_runbook_id_created_at", "runbook_id", "created_at"),

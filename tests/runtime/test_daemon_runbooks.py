@@ -222,3 +222,28 @@ def test_remediate_and_approve_through_the_api(tmp_path: Path) -> None:
         assert again_cli.stdout == "runbook careful: run 2 started; the daemon executes it (irules runs show 2)\n"
     finally:
         process.stop()
+
+
+@pytest.mark.slow
+def test_auto_approve_safe_leaves_high_risk_to_a_person(tmp_path: Path) -> None:
+    folder = tmp_path / "manual"
+    folder.mkdir()
+    (folder / "rules.irules").write_text(MANUAL_RULES, encoding="utf-8")
+    process = daemon(folder, tmp_path / "state").start()
+    try:
+        assert process.post("/hooks/alertmanager", alert_body("NeedsCare")).status_code == 202
+        wait_for(lambda: len(process.incidents()) == 1, "the incident")
+        invalid = process.client.post("/api/v1/incidents/INC-1/remediate", json={"auto_approve_safe": "yes"})
+        assert invalid.status_code == 400
+        assert invalid.json()["error"] == "field `auto_approve_safe` must be true or false"
+
+        started = run_cli("remediate", "--incident-id", "INC-1", "--daemon", process.url, "--as", "alice", "--auto-approve-safe")
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: bool(process.client.get("/api/v1/runs/1").json()["approvals"]), "the approval request")
+        run = process.client.get("/api/v1/runs/1").json()
+        assert run["auto_approve"] is True
+        # The step is mutating and of high risk, so it still waits for a person.
+        assert [(item["step"], item["status"], item["decided_by"]) for item in run["approvals"]] == [("change", "pending", None)]
+        assert run["status"] == "waiting"
+    finally:
+        process.stop()

@@ -645,6 +645,7 @@ def test_webhook_document() -> None:
         "runbooks",
         "similar",
         "escalation",
+        "approval",
         "sent_at",
     }
     assert document["incident"]["created_at"] == "2026-03-04T09:21:00+00:00"
@@ -1117,3 +1118,83 @@ def test_pagerduty_summary_does_not_repeat_a_summary_already_in_the_title() -> N
     context = make_context("opened", title="HighErrorRate: 5xx ratio above 5%")
     page = render_message(CHANNELS["pagerduty"], "payments", context, RULESET)
     assert page.payload["payload"]["summary"] == "INC-2026-0042: HighErrorRate: 5xx ratio above 5%"
+
+
+# ---------------------------------------------------------------- runbook approval requests
+
+APPROVAL = {
+    "id": 17,
+    "run": 3,
+    "runbook": "rb-002",
+    "step": "apply_plan",
+    "team": "infrastructure",
+    "operation": "terraform '-chdir=/srv/tf; <!channel> *bold*' apply -input=false drift.tfplan",
+    "timeout_at": at(12, 26),
+    "approve_command": "irules approve 3 apply_plan",
+    "deny_command": "irules deny 3 apply_plan",
+}
+
+
+def render_approval(kind: str, locale: str = "en", ruleset: ir.Ruleset = RULESET) -> Outbound:
+    context = {**make_context("approval"), "approval": APPROVAL}
+    return render_message(CHANNELS[kind], "infrastructure", context, ruleset, locale=locale)
+
+
+def test_slack_approval_has_approve_and_deny_buttons() -> None:
+    payload = render_approval("slack").payload
+    actions = next(block for block in payload["blocks"] if block["type"] == "actions")
+
+    assert actions["block_id"] == "approval_actions"
+    assert [button["action_id"] for button in actions["elements"]] == ["runbook_approve", "runbook_deny"]
+    assert [button["value"] for button in actions["elements"]] == ["17", "17"]
+    assert [button["text"]["text"] for button in actions["elements"]] == ["Approve", "Deny"]
+
+
+def test_slack_approval_shows_operation_escaped() -> None:
+    payload = render_approval("slack").payload
+    summary = next(block for block in payload["blocks"] if block.get("block_id") == "incident_summary")
+
+    assert payload["text"] == "Approval requested: step apply_plan of runbook rb-002 for incident INC-2026-0042"
+    assert "&lt;!channel&gt;" in summary["text"]["text"]
+    assert "<!channel>" not in summary["text"]["text"]
+    assert "irules approve 3 apply_plan" in summary["text"]["text"]
+
+
+def test_email_approval_text_in_english() -> None:
+    payload = render_approval("email").payload
+
+    assert payload["subject"] == "Approval requested: step apply_plan of runbook rb-002 for incident INC-2026-0042"
+    assert (
+        "infrastructure is asked to approve step apply_plan of runbook rb-002 (run 3). It will execute exactly:\n"
+        f"{APPROVAL['operation']}\n"
+        "Approve: irules approve 3 apply_plan\n"
+        "Deny: irules deny 3 apply_plan\n"
+        "Without a decision by 2026-03-04 12:26 UTC, the step fails."
+    ) in payload["text"]
+
+
+def test_email_approval_text_in_german() -> None:
+    payload = render_approval("email", "de").payload
+
+    assert payload["subject"] == "Freigabe angefordert: Schritt apply_plan von Runbook rb-002 für Vorfall INC-2026-0042"
+    assert "infrastructure soll Schritt apply_plan von Runbook rb-002 (Lauf 3) freigeben." in payload["text"]
+    assert "Ohne Entscheidung bis 04.03.2026, 12:26 UTC schlägt der Schritt fehl." in payload["text"]
+
+
+def test_approval_ignores_the_channel_template() -> None:
+    template = user_template(en={"title": "Custom {{ incident.id }}", "text": "custom body"})
+    channel, ruleset = with_template("email", template)
+    context = {**make_context("approval"), "approval": APPROVAL}
+
+    payload = render_message(channel, "infrastructure", context, ruleset, locale="en").payload
+
+    assert payload["subject"].startswith("Approval requested: step apply_plan")
+    assert "custom body" not in payload["text"]
+
+
+def test_webhook_approval_document_carries_the_request() -> None:
+    document = render_approval("webhook").payload
+
+    assert document["event"] == "approval"
+    assert document["approval"]["id"] == 17
+    assert document["approval"]["approve_command"] == "irules approve 3 apply_plan"

@@ -439,4 +439,4 @@ def test_store_schema_matches_migrations(store: Store) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"

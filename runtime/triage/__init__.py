@@ -1,0 +1,1 @@
+"""Triage: the learned severity classifier, impact analysis, similar incidents and assisted diagnosis."""

@@ -1,0 +1,1 @@
+"""Assisted diagnosis: providers that propose hypotheses and declared actions for an incident."""
