@@ -149,7 +149,20 @@ def _format_file(file: Path, shown: str, *, write: bool) -> str:
 
 # Commands that live in modules of their own under runtime/commands; each
 # module has `register(app)` and keeps heavy imports inside its commands.
-COMMAND_MODULES = ("compile", "diff", "test", "explain", "import_config", "graph", "init", "daemon", "incidents", "runbooks")
+COMMAND_MODULES = (
+    "compile",
+    "diff",
+    "test",
+    "explain",
+    "import_config",
+    "graph",
+    "init",
+    "daemon",
+    "incidents",
+    "runbooks",
+    "assist",
+    "model",
+)
 
 
 def _register_commands() -> None:

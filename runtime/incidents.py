@@ -85,6 +85,7 @@ def open_incident(
     correlation_rule: str | None,
     labels: dict[str, str],
     actor: str,
+    triage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Insert a new incident in state `detected` with its first timeline entry, and return its row."""
     counter = f"incident:{now.year}" if "{year" in id_format else "incident"
@@ -100,6 +101,7 @@ def open_incident(
         "receivers": receivers,
         "correlation": correlation,
         "correlation_rule": correlation_rule,
+        "triage": triage,
         "labels": labels,
         "created_at": now,
         "updated_at": now,
@@ -424,6 +426,8 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
         "acknowledged_at": _iso(row["acknowledged_at"]),
         "resolved_at": _iso(row["resolved_at"]),
         "closed_at": _iso(row["closed_at"]),
+        "impact": row.get("impact"),
+        "triage": row.get("triage"),
     }
 
 

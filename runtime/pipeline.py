@@ -240,6 +240,7 @@ class Pipeline:
     def _apply_batch(self, connection: sa.Connection, policy: Policy, rows: Sequence[sa.Row]) -> list[str]:
         work = UnitOfWork(connection, self.store)
         events = [(Alert.from_json(row.alert), row.received_at) for row in rows]
+        policy.preclassify([alert for alert, _received in events if alert.status == FIRING])
         decisions = [policy.dedup(alert) for alert, _received in events]
         work.preload_alerts(decision.key for decision in decisions)
         outcomes = [
@@ -272,6 +273,7 @@ class Pipeline:
     def _finish(self, work: UnitOfWork, policy: Policy) -> None:
         """Write the batch back, resolve the incidents whose last firing alert it resolved, and start or stop escalations."""
         work.flush()
+        self._assess_impact(work, policy)
         for incident_id, at in self._deferred_quiet.items():
             work.quieted_at.setdefault(incident_id, at)
         self._deferred_quiet = {}
@@ -295,6 +297,47 @@ class Pipeline:
             )
         work.flush()
         self._start_and_stop(work, policy)
+
+    def _assess_impact(self, work: UnitOfWork, policy: Policy) -> None:
+        """Analyse the impact of incidents with services opened in the batch, or whose services or severity it changed.
+
+        The analysis reads the batch's alerts, so it runs after they are flushed. A change of
+        the likely cause goes onto the timeline; a change of the scores alone does not.
+        """
+        from runtime.triage.impact import analyse_incident
+
+        for incident_id in sorted(set(work.opened_by) | set(work.touched)):
+            row = work.incident(incident_id)
+            old = row.get("impact")
+            if not row["services"]:
+                continue
+            if (
+                old is not None
+                and sorted(old.get("alerting") or []) == sorted(row["services"])
+                and old.get("severity") == row["severity"]
+            ):
+                continue
+            at = row["last_alert_at"]
+            try:
+                result = analyse_incident(work.connection, policy, row, at)
+            except Exception:  # the analysis must never keep alerts from being applied
+                log.exception("incident %s: the impact analysis failed", row["key"])
+                continue
+            work.change_incident(incident_id, impact=result.to_json())
+            if old is None or old.get("causes", [{}])[:1] != result.to_json()["causes"][:1]:
+                work.add_timeline(
+                    incident_id,
+                    at,
+                    "incident.impact",
+                    "irules",
+                    result.summary(),
+                    {
+                        "impact": result.impact,
+                        "urgency": result.urgency,
+                        "likely_cause": result.likely_cause,
+                        "user_facing": list(result.user_facing),
+                    },
+                )
 
     def _start_and_stop(self, work: UnitOfWork, policy: Policy) -> None:
         """Start escalation of opened incidents, stop it for resolved ones, and make their receivers due."""
@@ -511,7 +554,19 @@ class Pipeline:
                 correlation_rule=correlation.rule,
                 labels=correlation.labels,
                 actor=f"source:{alert.source}",
+                triage=assessment.triage,
             )
+            if assessment.triage is not None:
+                verdict = assessment.triage["classifier"]
+                outcome = "sets the severity" if verdict["accepted"] else "is below the threshold; flagged for review"
+                work.add_timeline(
+                    opened["id"],
+                    now,
+                    "incident.classified",
+                    "classifier",
+                    f"Classifier predicts {verdict['level']} at {verdict['confidence']:.0%} confidence, which {outcome}",
+                    assessment.triage,
+                )
             work.escalate[opened["id"]] = now
             work.opened_by[opened["id"]] = alert
             log.info(

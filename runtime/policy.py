@@ -12,6 +12,7 @@ import logging
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from compiler import ir
 from compiler.evaluate import Silence, TimeIntervals, condition_holds, group_key, service_for, severity_of
@@ -91,13 +92,20 @@ class Assessment:
     # Group wait, group interval and repeat interval in seconds and the route's id, by
     # receiver, from the first route that sends to it.
     timings: dict[str, Timing] = field(default_factory=dict)
+    # The classifier's verdict where the rules left the level to it, as `incidents.triage` keeps it.
+    triage: dict | None = None
 
 
 class Policy:
     """A ruleset prepared for the pipeline."""
 
-    def __init__(self, ruleset: ir.Ruleset) -> None:
+    def __init__(self, ruleset: ir.Ruleset, classifier: Any = None) -> None:
+        """Prepare `ruleset`; `classifier` (a `runtime.triage.classifier.Classifier`) decides where the rules say `classify`."""
         self.ruleset = ruleset
+        self.classifier = classifier
+        # Verdicts predicted ahead for the alerts of one pipeline batch, by the alert's id;
+        # the alert itself is kept so that the id cannot be reused while the entry exists.
+        self._verdicts: dict[int, tuple[Alert, Any]] = {}
         self.router = Router(ruleset.route)
         self.dedup_rules = [rule for rule in ruleset.groupings if rule.kind == "dedup"]
         self.correlate_rules = [rule for rule in ruleset.groupings if rule.kind == "correlate"]
@@ -143,6 +151,33 @@ class Policy:
 
     # ------------------------------------------------------------ assessment
 
+    def preclassify(self, alerts: list[Alert]) -> None:
+        """Predict the severity of the alerts that the classifier decides, in one call for the whole batch.
+
+        One prediction at a time costs about 9 ms and a batch about 0.4 ms per alert
+        (the shipped model on a 2-core EPYC), so the pipeline asks for a batch's
+        verdicts up front and `assess` reads them.
+        """
+        self._verdicts = {}
+        if self.classifier is None or not self.ruleset.severity.classify:
+            return
+        chosen = []
+        for alert in alerts:
+            service = self.service_of(alert.labels)
+            if severity_of(self.ruleset, alert.labels, alert.annotations, service).source == "classify":
+                chosen.append(alert)
+        if not chosen:
+            return
+        threshold = self.ruleset.severity.classify_confidence
+        verdicts = self.classifier.classify_many(chosen, threshold)
+        self._verdicts = {id(alert): (alert, verdict) for alert, verdict in zip(chosen, verdicts, strict=True)}
+
+    def _verdict(self, alert: Alert) -> Any:
+        cached = self._verdicts.get(id(alert))
+        if cached is not None and cached[0] is alert:
+            return cached[1]
+        return self.classifier.classify(alert, self.ruleset.severity.classify_confidence)
+
     def assess(self, alert: Alert) -> Assessment:
         """Decide severity, receivers, team, service and correlation for a firing alert."""
         service = self.service_of(alert.labels)
@@ -151,13 +186,22 @@ class Policy:
         # Rules win, and so does a fixed `else LEVEL`. Where the rules leave the level open
         # (no `else`) or to the classifier, the sender's own severity comes before the
         # classifier's fallback level.
-        # TODO: consult the trained classifier here once `irules model train` exists.
-        open_level = decision.source == "classify" or (decision.source == "fallback" and decision.level is None)
+        # A classifier verdict below the rules' confidence counts as no verdict, and the
+        # incident is flagged for review.
+        triage = None
+        if decision.source == "classify" and self.classifier is not None:
+            verdict = self._verdict(alert)
+            triage = {"classifier": verdict.to_json(), "review": verdict.needs_review}
+            if verdict.level is not None:
+                severity, severity_source = verdict.level, "classifier"
+        open_level = severity_source != "classifier" and (
+            decision.source == "classify" or (decision.source == "fallback" and decision.level is None)
+        )
         from_source = SOURCE_SEVERITY_LEVELS.get(alert.source_severity or "")
         if open_level and from_source is not None:
             severity, severity_source = from_source, "source"
-        elif decision.source == "classify":
-            # No classifier yet: the level is the policy's fallback.
+        elif decision.source == "classify" and severity_source != "classifier":
+            # No classifier, or one that is not sure enough: the level is the policy's fallback.
             severity_source = "fallback"
         paths = self.router.trace(alert.labels)
         receivers = list(dict.fromkeys(path[-1].receiver for path in paths))
@@ -175,6 +219,7 @@ class Policy:
             service=service.name if service else None,
             correlation=correlation,
             timings=timings,
+            triage=triage,
         )
 
     def service_of(self, labels: Mapping[str, str]) -> ir.Service | None:

@@ -142,6 +142,16 @@ def _print_incident(row: dict[str, Any], output: OutputFormat) -> None:
         print(f"  services: {', '.join(row['services'])}")
     if row.get("receivers"):
         print(f"  receivers: {', '.join(row['receivers'])}")
+    impact = row.get("impact")
+    if impact:
+        causes = impact.get("causes") or []
+        cause = f", likely cause: {causes[0]['service']}" if causes else ""
+        print(f"  impact: {impact['impact']}/100, urgency {impact['urgency']}/100{cause}")
+    triage = row.get("triage") or {}
+    if triage.get("classifier"):
+        verdict = triage["classifier"]
+        review = ", flagged for review" if triage.get("review") else ""
+        print(f"  classifier: {verdict.get('level')} at {verdict.get('confidence', 0):.0%} confidence{review}")
     if "alerts" in row:
         print(f"  alerts ({len(row['alerts'])}):")
         for alert in row["alerts"]:
@@ -311,17 +321,43 @@ def update_command(
     assignee: Annotated[str | None, typer.Option("--assignee", help="Who works on it.")] = None,
     severity: Annotated[str | None, typer.Option("--severity", help="critical, high, medium or low.")] = None,
     note: Annotated[str | None, typer.Option("--note", help="A note for the timeline.")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Link an assistant's session id (such as Claude Code's) to the incident.")
+    ] = None,
+    session_provider: Annotated[
+        str, typer.Option("--session-provider", help="The assistant of --session: claude-code, anthropic or local.")
+    ] = "claude-code",
     state: StateOption = None,
     database: DatabaseOption = None,
     daemon: DaemonOption = None,
     actor: ActorOption = None,
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
-    """Change an incident's status, assignee or severity, or add a note."""
+    """Change an incident's status, assignee or severity, add a note, or link an assistant's session."""
     from runtime.incidents import Change
 
-    if status is None and assignee is None and severity is None and note is None:
-        _fail("nothing to change: pass --status, --assignee, --severity or --note", EXIT_USAGE)
+    if status is None and assignee is None and severity is None and note is None and session is None:
+        _fail("nothing to change: pass --status, --assignee, --severity, --note or --session", EXIT_USAGE)
+    if session is not None:
+        from runtime.commands.assist import ProviderName, link_session_command
+
+        if daemon:
+            _fail("--session links through the store: pass --state or --database, not --daemon", EXIT_USAGE)
+        try:
+            provider = ProviderName(session_provider)
+        except ValueError:
+            _fail(f"unknown --session-provider {session_provider!r}; use claude-code, anthropic or local", EXIT_USAGE)
+        link_session_command(
+            incident_id=incident_id,
+            session=session,
+            provider=provider,
+            state=state,
+            database=database,
+            actor=actor,
+            output=output,
+        )
+        if status is None and assignee is None and severity is None and note is None:
+            return
     backend = _backend(state, database, daemon)
     row = _run(
         backend,

@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from compiler import ir
 from runtime.policy import Policy
@@ -67,6 +68,9 @@ class RulesState:
     generation: int = 0
     last_error: list[str] = field(default_factory=list)
     last_error_at: datetime.datetime | None = None
+    # Why the severity model asked for by `classify` was rejected, or None.
+    classifier_error: str | None = None
+    _models: dict[tuple[str, int | None], tuple[Any, str | None]] = field(default_factory=dict)
 
     def current(self) -> Policy:
         if self.policy is None:
@@ -78,7 +82,7 @@ class RulesState:
         now = datetime.datetime.now(datetime.UTC)
         try:
             ruleset = load_ruleset(self.path, self.environment)
-            policy = Policy(ruleset)
+            policy = Policy(ruleset, self._classifier(ruleset))
         except RulesError as error:
             self.last_error = error.diagnostics
             self.last_error_at = now
@@ -102,6 +106,44 @@ class RulesState:
         )
         return True
 
+    def _classifier(self, ruleset: ir.Ruleset) -> Any:
+        """Return the severity model the rules ask for with `classify`, or None on rules alone.
+
+        A model that cannot be loaded (missing, tampered with, not a skops file) is
+        rejected with one log line per file and digest; the daemon then runs on the
+        rules alone and `/status` says why.
+        """
+        if not ruleset.severity.classify:
+            self.classifier_error = None
+            return None
+        from runtime.triage.classifier import DEFAULT_MODEL, ModelError, load
+
+        written = ruleset.severity.classify_model
+        base = self.path if self.path.is_dir() else self.path.parent
+        path = DEFAULT_MODEL if written is None else (base / written).resolve()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        key = (str(path), stamp)
+        if key in self._models:
+            model, self.classifier_error = self._models[key]
+            return model
+        try:
+            model, error = load(path), None
+            log.info("severity model %s loaded (version %s)", path, model.version)
+        except ModelError as rejected:
+            model, error = None, str(rejected)
+            log.error(
+                "severity model %s rejected: %s; alerts that no severity rule matches keep the sender's severity "
+                "or the fallback level",
+                path,
+                rejected,
+            )
+        self._models = {key: (model, error)}
+        self.classifier_error = error
+        return model
+
     def status(self) -> dict:
         ruleset = self.policy.ruleset if self.policy else None
         return {
@@ -113,6 +155,9 @@ class RulesState:
             "generation": self.generation,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+            "classifier": None
+            if ruleset is None or not ruleset.severity.classify
+            else {"loaded": self.policy is not None and self.policy.classifier is not None, "error": self.classifier_error},
         }
 
 

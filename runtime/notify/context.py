@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from compiler.evaluate import condition_holds
 from runtime.alerts import FIRING, Alert
 from runtime.policy import Policy, alert_values
-from runtime.store.schema import alerts
+from runtime.store.schema import alerts, incidents
 
 log = logging.getLogger("irules.notify")
 
@@ -102,11 +102,34 @@ def build(
         ],
         "owner": None if owner is None else {"team": owner.name, "members": list(owner.members)},
         "runbooks": _runbooks(policy, alert_list),
-        "similar": [],
+        "similar": _similar(connection, incident),
         "escalation": escalation,
         "approval": approval,
         "now": now,
     }
+
+
+def _similar(connection: sa.Connection, incident: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return past incidents like this one, searched once per incident and kept in its `triage` column.
+
+    The search takes tens of milliseconds, so later messages of the incident reuse the
+    first result. A failed search leaves the list empty rather than holding up the message.
+    """
+    from runtime.notify.messages import MAX_SIMILAR
+    from runtime.triage.similar import find_similar
+
+    triage = dict(incident.get("triage") or {})
+    if "similar" in triage:
+        return list(triage["similar"])
+    try:
+        found = [entry.to_json() for entry in find_similar(connection, incident["id"], k=MAX_SIMILAR)]
+    except Exception as error:  # the message goes out without similar incidents
+        log.warning("incident %s: the search for similar incidents failed: %s", incident["key"], error)
+        return []
+    triage["similar"] = found
+    connection.execute(incidents.update().where(incidents.c.id == incident["id"]).values(triage=triage))
+    incident["triage"] = triage
+    return found
 
 
 def _runbooks(policy: Policy, alert_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

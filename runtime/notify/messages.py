@@ -219,6 +219,8 @@ def _similar_item(message: Message, entry: Mapping[str, Any]) -> _Item:
         text += f" ({message.texts['similar_resolved'].format(time=resolved)})"
     if entry.get("resolution"):
         text += f" – {entry['resolution']}"
+    if entry.get("runbooks"):
+        text += f" · {message.texts['runbooks']}: {', '.join(str(name) for name in entry['runbooks'])}"
     return _Item(cut(text, MAX_ITEM_TEXT))
 
 

@@ -196,16 +196,39 @@ class StoreRunner:
         now = self.clock.now()
         if kind == "set":
             return self._set(operation, step, now)
-        if kind == "report":
-            text = self._report_text(operation)
-            message = f"Report {operation['template']}: {text}"
-        else:
-            message = f"Assistance requested on {operation['focus'] or 'the incident'}"
+        if kind == "assist":
+            return self._assist(operation, now)
+        text = self._report_text(operation)
+        message = f"Report {operation['template']}: {text}"
         with self.store.write() as connection:
             incident_ops.add_timeline(
                 connection, self.incident_id, now, f"runbook.{kind}", f"runbook:{self.run_id}", message, {"step": step.name}
             )
         return StepOutcome(ok=True, output=message, detail=message[:200], operation=operation)
+
+    def _assist(self, operation: dict[str, Any], now: datetime.datetime) -> StepOutcome:
+        """Diagnose the incident with the built-in local provider; its answer and verdicts go onto the timeline.
+
+        The step starts nothing itself: recommendations are listed for people, because a
+        runbook that starts runbooks could loop.
+        """
+        from runtime.triage.assist.local import LocalProvider
+        from runtime.triage.assist.model import AssistError
+        from runtime.triage.assist.service import assist
+
+        focus = operation["focus"] if operation["focus"] in ("root-cause", "impact", "remediation") else "root-cause"
+        try:
+            result = assist(self.store, self.policy, str(self.incident_id), focus, LocalProvider(), f"runbook:{self.run_id}", now)
+        except (AssistError, incident_ops.IncidentError) as error:
+            return StepOutcome(ok=False, detail=f"the assisted diagnosis failed: {error}", operation=operation, retryable=False)
+        lines = [result.answer.summary, *(f"- {item.title} ({item.confidence:.2f})" for item in result.answer.hypotheses)]
+        return StepOutcome(
+            ok=True,
+            output="\n".join(lines),
+            value=result.to_json(),
+            detail=f"{len(result.answer.hypotheses)} hypotheses, {len(result.decisions)} recommendations",
+            operation=operation,
+        )
 
     def _report_text(self, operation: dict[str, Any]) -> str:
         template = next((item for item in self.policy.ruleset.templates if item.name == operation["template"]), None)
@@ -374,6 +397,10 @@ async def run_stored(
     with store.read() as connection:
         row = connection.execute(sa.select(runbook_runs).where(runbook_runs.c.id == run_id)).mappings().one()
     runbook = next((item for item in policy.ruleset.runbooks if item.id == row["runbook_id"]), None)
+    if runbook is None:
+        from runtime.triage.assist.service import rebuild_action_runbook
+
+        runbook = rebuild_action_runbook(policy.ruleset, row["runbook_id"], dict(row["values"]))
     if runbook is None:
         await anyio.to_thread.run_sync(
             runs.finish_run, store, run_id, "failed", f"runbook {row['runbook_id']} is no longer in the rules", clock.now()

@@ -144,7 +144,9 @@ def test_first_alert_opens_incident(store: Store, policy: Policy) -> None:
     assert incident["receivers"] == ["payments"]
     assert incident["firing_count"] == 1
     shown = incident_ops.show(store, "INC-2026-0001")
-    assert [entry["kind"] for entry in shown["timeline"]] == ["incident.detected", "alert.added"]
+    assert [entry["kind"] for entry in shown["timeline"]] == ["incident.detected", "alert.added", "incident.impact"]
+    assert shown["timeline"][2]["message"].startswith("Impact ")
+    assert shown["impact"]["alerting"] == ["checkout"]
     assert shown["timeline"][1]["actor"] == "source:alertmanager"
 
 
