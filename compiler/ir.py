@@ -167,6 +167,7 @@ class SeverityPolicy(StrictModel):
     classify: bool = False
     classify_confidence: float | None = None
     classify_model: str | None = None
+    classify_model_version: str | None = Field(None, description="The model version the rules expect; another is rejected.")
 
 
 class PagerDutyRule(StrictModel):

@@ -322,6 +322,7 @@ def _severity(decls: list[ast.SeverityDecl]) -> ir.SeverityPolicy:
         classify=fallback.classify,
         classify_confidence=options.get("confidence"),
         classify_model=options.get("model"),
+        classify_model_version=options.get("version"),
     )
 
 

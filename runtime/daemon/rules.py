@@ -125,12 +125,15 @@ class RulesState:
             stamp = path.stat().st_mtime_ns
         except OSError:
             stamp = None
-        key = (str(path), stamp)
+        pinned = ruleset.severity.classify_model_version
+        key = (f"{path}@{pinned or ''}", stamp)
         if key in self._models:
             model, self.classifier_error = self._models[key]
             return model
         try:
             model, error = load(path), None
+            if pinned is not None and model.version != pinned:
+                raise ModelError(path, f"its version is {model.version}, but the rules pin version {pinned}")
             log.info("severity model %s loaded (version %s)", path, model.version)
         except ModelError as rejected:
             model, error = None, str(rejected)

@@ -38,9 +38,10 @@ DISK_FULL = Alert(
 )
 
 
-def write_rules(folder: Path, confidence: int, model: str | None = None) -> Path:
+def write_rules(folder: Path, confidence: int, model: str | None = None, version: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    text = RULES.replace("CONFIDENCE", str(confidence)).replace("MODEL", f'model "{model}"' if model else "")
+    options = (f'model "{model}" ' if model else "") + (f'version "{version}"' if version else "")
+    text = RULES.replace("CONFIDENCE", str(confidence)).replace("MODEL", options)
     (folder / "rules.irules").write_text(text, encoding="utf-8")
     return folder
 
@@ -134,3 +135,20 @@ def test_batch_verdicts_match_single_ones(tmp_path: Path, classifier: Classifier
 
     assert batched == single
     assert single[2] is None
+
+
+def test_pinned_version_is_loaded(tmp_path: Path, classifier: Classifier) -> None:
+    state = RulesState(write_rules(tmp_path / "rules", 80, version=classifier.version), None)
+
+    assert state.reload() is True
+    assert state.current().ruleset.severity.classify_model_version == classifier.version
+    assert state.current().classifier is not None
+
+
+def test_other_pinned_version_is_rejected(tmp_path: Path, classifier: Classifier) -> None:
+    state = RulesState(write_rules(tmp_path / "rules", 80, version="default-000000000000"), None)
+
+    assert state.reload() is True
+    assert state.current().classifier is None
+    error = state.status()["classifier"]["error"]
+    assert error.endswith(f"its version is {classifier.version}, but the rules pin version default-000000000000")
