@@ -7,6 +7,7 @@ A read-only step is simply run again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.store.store import DATABASE_FILE
 from tests.runtime.daemon_process import DaemonProcess, run_cli
 
 RULES = """
@@ -93,6 +95,21 @@ def run_state(state: Path) -> dict:
     return json.loads(result.stdout)
 
 
+def stored_steps(state: Path) -> dict[str, str]:
+    """Return the step states of run 1, read from the daemon's SQLite file without starting a process."""
+    import sqlite3
+
+    database = state / DATABASE_FILE
+    if not database.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as connection:
+        try:
+            rows = connection.execute("SELECT name, state FROM step_runs WHERE run_id = 1").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    return dict(rows)
+
+
 def steps_of(state: Path) -> dict[str, str]:
     return {step["name"]: step["state"] for step in run_state(state)["steps"]}
 
@@ -144,8 +161,9 @@ def test_killed_during_a_read_only_step_runs_it_again(rules: Path, tmp_path: Pat
     state = tmp_path / "state"
     first = daemon(rules, state).start()
     try:
-        assert first.post("/hooks/alertmanager", alert_body("SlowThing", look_s="3", change_s="0")).status_code == 202
-        wait_for(lambda: steps_of(state).get("look") == "running", "the read-only step to start")
+        assert first.post("/hooks/alertmanager", alert_body("SlowThing", look_s="6", change_s="0")).status_code == 202
+        # Read the store directly: a CLI process per poll can take longer than the step on a loaded machine.
+        wait_for(lambda: stored_steps(state).get("look") == "running", "the read-only step to start")
     finally:
         first.kill()
     second = daemon(rules, state).start()
