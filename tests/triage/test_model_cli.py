@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import uuid
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,6 @@ from runtime.store import Store, database_url
 from runtime.triage import build_corpus, classifier
 from runtime.triage.learning import examples_from_store
 
-POSTGRES_URL = os.environ.get("IRULES_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime.datetime(2026, 3, 8, 10, 0, tzinfo=datetime.UTC)
 SMALL_SOURCES = ("certificates", "redis", "rabbitmq")
 
@@ -110,38 +106,6 @@ def trained(small_jsonl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     result = invoke(application, "model", "train", "--data", str(small_jsonl), "--output", str(output), "--seed", "3")
     assert result.exit_code == 0, result.output
     return output
-
-
-@pytest.fixture
-def postgres_schema_url() -> Iterator[str]:
-    """Return a PostgreSQL URL whose search path is a new, empty schema (as tests/runtime/conftest.py does)."""
-    schema = f"irules_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield database_url(tmp_path / "state")
-    else:
-        yield request.getfixturevalue("postgres_schema_url")
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture(scope="module")
