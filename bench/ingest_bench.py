@@ -116,10 +116,17 @@ def send(server: Server, batch: int, requests: int, connections: int, first: int
         "first": first,
         "token": server.token,
     }
+    cpu_before = servers.cpu_seconds(server.process.pid)
     completed = subprocess.run([sys.executable, str(LOAD_SCRIPT), json.dumps(spec)], capture_output=True, text=True, check=False)
+    cpu_after = servers.cpu_seconds(server.process.pid)
     if completed.returncode != 0:
         raise RuntimeError(f"the load generator failed against {server.name}:\n{completed.stderr}")
-    result = {**json.loads(completed.stdout), "load_1min": os.getloadavg()[0]}
+    result = {
+        **json.loads(completed.stdout),
+        "load_1min": os.getloadavg()[0],
+        "server_cpu_start_s": cpu_before,
+        "server_cpu_s": cpu_after - cpu_before,
+    }
     if result["ok_requests"] != requests:
         raise RuntimeError(
             f"{server.name} responded with {result['statuses']} to {requests} requests of {batch} alerts; first error: {result['sample_error']}\n"
@@ -135,6 +142,7 @@ def pipeline_numbers(server: Server, result: dict[str, object], timeout: float) 
     return {
         **result,
         "drain_s": drain_s,
+        "server_cpu_drained_s": servers.cpu_seconds(server.process.pid) - float(result["server_cpu_start_s"]),
         "pending_after_drain": pending,
         "applied_per_s": (alerts - pending) / (float(result["wall_s"]) + drain_s),
     }
@@ -238,7 +246,7 @@ def measure_memory(plan: Plan, scratch: Path) -> dict[str, object]:
 
 
 def summarise(runs: list[dict[str, object]]) -> dict[str, float]:
-    """Return best and median rates, and the median of the runs' latency percentiles."""
+    """Return best and median rates, and the medians of the runs' latency percentiles and server CPU time per alert."""
     rates = [float(run["alerts_per_s"]) for run in runs]
     request_rates = [float(run["requests_per_s"]) for run in runs]
     summary = {
@@ -249,8 +257,12 @@ def summarise(runs: list[dict[str, object]]) -> dict[str, float]:
         "p50_ms": statistics.median(float(run["p50_ms"]) for run in runs),
         "p99_ms": statistics.median(float(run["p99_ms"]) for run in runs),
         "client_cpu_share": max(float(run["client_cpu_share"]) for run in runs),
+        "cpu_us_per_alert": statistics.median(float(run["server_cpu_s"]) / int(run["alerts_sent"]) * 1e6 for run in runs),
     }
     if "drain_s" in runs[0]:
+        summary["cpu_drained_us_per_alert"] = statistics.median(
+            float(run["server_cpu_drained_s"]) / int(run["alerts_sent"]) * 1e6 for run in runs
+        )
         summary["drain_median_s"] = statistics.median(float(run["drain_s"]) for run in runs)
         summary["drain_max_s"] = max(float(run["drain_s"]) for run in runs)
         summary["applied_median_per_s"] = statistics.median(float(run["applied_per_s"]) for run in runs)
@@ -267,15 +279,16 @@ def summaries(throughput: dict[str, object]) -> dict[str, dict[int, dict[str, fl
 
 def throughput_table(plan: Plan, figures: dict[str, dict[int, dict[str, float]]]) -> list[str]:
     lines = [
-        "| batch | connections | server | alerts/s best | alerts/s median | requests/s median | p50 latency (ms) | p99 latency (ms) |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| batch | connections | server | alerts/s best | alerts/s median | requests/s median | p50 latency (ms) | p99 latency (ms) "
+        "| server CPU per alert (µs) |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for load in plan.loads:
         for name, display_name in (("irules", "irules"), ("alertmanager", "Alertmanager")):
             row = figures[name][load.batch]
             lines.append(
                 f"| {load.batch:,} | {load.connections} | {display_name} | {row['alerts_best']:,.0f} | {row['alerts_median']:,.0f} "
-                f"| {row['requests_median']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |"
+                f"| {row['requests_median']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us_per_alert']:,.0f} |"
             )
     return lines
 
@@ -293,14 +306,15 @@ def ratio_table(plan: Plan, figures: dict[str, dict[int, dict[str, float]]]) -> 
 
 def pipeline_table(plan: Plan, figures: dict[str, dict[int, dict[str, float]]]) -> list[str]:
     lines = [
-        "| batch | alerts per run | drain after the last response, median (s) | max (s) | alerts applied per s, first request to drained (median) | still pending at the timeout |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| batch | alerts per run | drain after the last response, median (s) | max (s) | alerts applied per s, first request to drained (median) "
+        "| still pending at the timeout | CPU per alert, first request to drained (µs) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for load in plan.loads:
         row = figures["irules"][load.batch]
         lines.append(
             f"| {load.batch:,} | {load.batch * load.requests:,} | {row['drain_median_s']:.2f} | {row['drain_max_s']:.2f} "
-            f"| {row['applied_median_per_s']:,.0f} | {row['pending_max']:,} |"
+            f"| {row['applied_median_per_s']:,.0f} | {row['pending_max']:,} | {row['cpu_drained_us_per_alert']:,.0f} |"
         )
     return lines
 
@@ -385,6 +399,9 @@ def report(plan: Plan, throughput: dict[str, object], memory: dict[str, object],
             f" one thread and blocking socket per connection; its CPU time stayed at or below {client_share:.0%} of one core in every run.",
             f"Batch 1 sends each of {batch_one.requests:,} requests on one connection after the previous response. The servers take turns,"
             f" {plan.runs} runs each per batch size, and every run sends new alerts. Latencies are the median over the runs of each run's percentile.",
+            "Server CPU per alert is the CPU time (user and system, all threads, from /proc) that the server process used"
+            " while the load ran, over the alerts sent, as a median over the runs. It depends less on other load on the"
+            " machine than the rates do. irules' figure includes what its pipeline applied meanwhile.",
             "",
             *throughput_table(plan, figures),
             "",

@@ -173,6 +173,14 @@ def version(binary: str = ALERTMANAGER_BINARY) -> str:
 # ---------------------------------------------------------------- what the servers hold
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time, user and system, that process `pid` has used so far, from /proc."""
+    # The command name may contain spaces, so the fields are split after its closing bracket.
+    # That list starts at the state (field 3), and utime and stime are fields 14 and 15, in clock ticks.
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def resident_kib(pid: int) -> int:
     """Return VmRSS of `pid` and all its descendants, in KiB, read from /proc."""
     total = 0

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from runtime import incidents as incident_ops
@@ -25,6 +27,7 @@ from runtime.policy import Assessment, Policy, higher_severity
 from runtime.sources.base import Inbound, Outcome
 from runtime.store import Store
 from runtime.store.schema import alert_events, alerts, dead_letters, payloads
+from runtime.store.store import json_text
 from runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger("irules.pipeline")
@@ -77,35 +80,122 @@ def accept(store: Store, batch: Sequence[Accepted]) -> list[int]:
     When this returns, everything in `batch` is committed; that is the moment a
     sender may get its 2xx.
     """
+    if store.is_sqlite:
+        with store.sqlite_write() as connection:
+            assert connection is not None
+            return _insert_sqlite(connection, batch)
     with store.write() as connection:
         return [_insert_payload(connection, item) for item in batch]
 
 
 def accept_if_free(store: Store, batch: Sequence[Accepted]) -> list[int] | None:
-    """Store like `accept` when the SQLite writer is free at once, else return None without waiting."""
-    with store.write_if_free() as connection:
+    """Store like `accept` when the SQLite writer is free at once, else return None without waiting.
+
+    PostgreSQL always returns None, because its writes wait on the network.
+    """
+    if not store.is_sqlite:
+        return None
+    with store.sqlite_write(wait=False) as connection:
         if connection is None:
             return None
-        return [_insert_payload(connection, item) for item in batch]
+        return _insert_sqlite(connection, batch)
+
+
+# The statements of `_insert_sqlite`, sent to the driver as they are. Their values are
+# converted as the columns' SQLAlchemy types would convert them for SQLite: times by
+# `_sqlite_time`, JSON by `json_text` and `_alert_text`.
+_SQLITE_INSERT_PAYLOAD = (
+    "INSERT INTO payloads (source, kind, received_at, body, headers, alert_count, details, replay_of) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_EVENT = (
+    "INSERT INTO alert_events (payload_id, source, fingerprint, status, alert, received_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sqlite_time(moment: datetime.datetime) -> str:
+    """Return the text that `UtcDateTime` stores in SQLite for `moment`: naive UTC with microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+    return moment.astimezone(datetime.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _insert_sqlite(connection: sqlite3.Connection, batch: Sequence[Accepted]) -> list[int]:
+    ids = []
+    for item in batch:
+        outcome = item.outcome
+        received_at = _sqlite_time(item.inbound.received_at)
+        cursor = connection.execute(
+            _SQLITE_INSERT_PAYLOAD,
+            (
+                item.source,
+                outcome.kind,
+                received_at,
+                item.inbound.body,
+                json_text(kept_headers(item.inbound.headers)),
+                len(outcome.alerts),
+                json_text(outcome.details),
+                item.replay_of,
+            ),
+        )
+        payload_id = cursor.lastrowid
+        assert payload_id is not None
+        if outcome.alerts:
+            connection.executemany(
+                _SQLITE_INSERT_EVENT,
+                [
+                    (payload_id, alert.source, alert.fingerprint, alert.status, _alert_text(alert), received_at)
+                    for alert in outcome.alerts
+                ],
+            )
+        ids.append(payload_id)
+    return ids
+
+
+def _alert_text(alert: Alert) -> str:
+    """Serialise `alert` as `json_text(alert.to_json())` would, letting orjson format the times, which is faster than `isoformat`."""
+    document = {
+        "source": alert.source,
+        "name": alert.name,
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "starts_at": None if alert.starts_at is None else alert.starts_at.astimezone(datetime.UTC),
+        "ends_at": None if alert.ends_at is None else alert.ends_at.astimezone(datetime.UTC),
+        "fingerprint": alert.fingerprint,
+        "generator_url": alert.generator_url,
+        "source_severity": alert.source_severity,
+        "details": alert.details,
+    }
+    try:
+        return orjson.dumps(document, option=orjson.OPT_UTC_Z).decode()
+    except TypeError:
+        return json_text(alert.to_json())
+
+
+_INSERT_PAYLOAD = payloads.insert()
+_INSERT_EVENT = alert_events.insert()
 
 
 def _insert_payload(connection: sa.Connection, item: Accepted) -> int:
+    # Statements built once and given their values at execution, so SQLAlchemy finds them in its compiled cache.
     outcome = item.outcome
     payload_id = connection.execute(
-        payloads.insert().values(
-            source=item.source,
-            kind=outcome.kind,
-            received_at=item.inbound.received_at,
-            body=item.inbound.body,
-            headers=kept_headers(item.inbound.headers),
-            alert_count=len(outcome.alerts),
-            details=outcome.details,
-            replay_of=item.replay_of,
-        )
+        _INSERT_PAYLOAD,
+        {
+            "source": item.source,
+            "kind": outcome.kind,
+            "received_at": item.inbound.received_at,
+            "body": item.inbound.body,
+            "headers": kept_headers(item.inbound.headers),
+            "alert_count": len(outcome.alerts),
+            "details": outcome.details,
+            "replay_of": item.replay_of,
+        },
     ).inserted_primary_key[0]
     if outcome.alerts:
         connection.execute(
-            alert_events.insert(),
+            _INSERT_EVENT,
             [
                 {
                     "payload_id": payload_id,

@@ -31,8 +31,9 @@ log = logging.getLogger("irules.daemon")
 
 PIPELINE_IDLE_S = 1.0
 SECRET_CACHE_S = 5.0
-# Events per pipeline transaction in the daemon.
-PIPELINE_BATCH = 500
+# Events per pipeline transaction in the daemon. The pipeline holds SQLite's write lock
+# for its whole transaction, and webhooks wait for it; small batches keep that wait short.
+PIPELINE_BATCH = 100
 # The share of time the pipeline takes while payloads keep arriving, and how long
 # without a payload counts as quiet.
 PIPELINE_SHARE = 0.3

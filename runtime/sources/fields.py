@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from runtime.alerts import Alert
@@ -26,8 +27,14 @@ from runtime.sources.payload import kind_of, shown
 
 MAX_VALUE_BYTES = 64 * 1024
 MAX_NAME_BYTES = 1024
+# No character takes more than 4 bytes in UTF-8, so strings of at most this many
+# characters are within the limits without being encoded.
+_SHORT_VALUE_CHARS = MAX_VALUE_BYTES // 4
+_SHORT_NAME_CHARS = MAX_NAME_BYTES // 4
 _ELLIPSIS = "…"
 _GO_ZERO_TIME = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
+# Go's zero time, as nearly every firing Alertmanager alert sends it in `endsAt`.
+_GO_ZERO_TEXT = "0001-01-01T00:00:00Z"
 _MAX_TIMESTAMP_CHARS = 64
 # Unix times above this many seconds (the year 5138) are taken as milliseconds.
 _MILLISECONDS_FROM = 10**11
@@ -72,13 +79,11 @@ class AlertText:
 
     def add_labels(self, mapping: Any, where: str, *, replace: bool = True) -> None:
         """Add every entry of the JSON object `mapping` as a label (null adds nothing)."""
-        for name, value in _entries(mapping, where):
-            self.label(name, value, replace=replace)
+        self._put_all(self.labels, "label", mapping, where, replace)
 
     def add_annotations(self, mapping: Any, where: str, *, replace: bool = True) -> None:
         """Add every entry of the JSON object `mapping` as an annotation (null adds nothing)."""
-        for name, value in _entries(mapping, where):
-            self.annotation(name, value, replace=replace)
+        self._put_all(self.annotations, "annotation", mapping, where, replace)
 
     def alert(self, *, source: str, name: str, status: str, details: dict[str, Any] | None = None, **fields: Any) -> Alert:
         """Build the `Alert`, with the name capped like a label value and the truncation record in its details."""
@@ -98,6 +103,19 @@ class AlertText:
             **fields,
         )
 
+    def _put_all(self, target: dict[str, str], kind: str, mapping: Any, where: str, replace: bool) -> None:
+        entries = _entries(mapping, where)
+        if not replace:
+            for name, value in entries:
+                self._put(target, kind, name, value, replace)
+            return
+        for name, value in entries:
+            # Most entries are short, non-empty strings, which `_put` would keep as they are.
+            if type(value) is str and 0 < len(value) <= _SHORT_VALUE_CHARS and 0 < len(name) <= _SHORT_NAME_CHARS:
+                target[name] = value
+            else:
+                self._put(target, kind, name, value, replace)
+
     def _put(self, target: dict[str, str], kind: str, name: str, value: Any, replace: bool) -> None:
         text = stringify(value)
         if not name or not text:
@@ -113,12 +131,12 @@ class AlertText:
             self.truncated[f"{kind}_name.{name}"] = name_cut
 
 
-def _entries(mapping: Any, where: str) -> list[tuple[str, Any]]:
+def _entries(mapping: Any, where: str) -> Iterable[tuple[str, Any]]:
     if mapping is None:
-        return []
+        return ()
     if not isinstance(mapping, dict):
         raise Rejected(400, f"`{where}` must be a JSON object of strings, not {kind_of(mapping)}")
-    return list(mapping.items())
+    return mapping.items()
 
 
 def parse_time(value: Any, where: str, *, numbers: bool = False) -> datetime.datetime | None:
@@ -134,7 +152,7 @@ def parse_time(value: Any, where: str, *, numbers: bool = False) -> datetime.dat
     Raises:
         Rejected: 400 naming `where` when the value is not a timestamp.
     """
-    if value is None or value == "":
+    if value is None or value == "" or value == _GO_ZERO_TEXT:
         return None
     if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
         return _from_unix(value, where)

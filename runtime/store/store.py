@@ -10,12 +10,16 @@ unless `durability="full"` is chosen. PostgreSQL is used when a URL names it.
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -53,6 +57,8 @@ class Store:
         # One writer at a time in this process. SQLite allows one writer per file, so
         # queueing here keeps threads from spinning on the busy timeout.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        # The pool connection that `sqlite_write` keeps checked out, guarded by `_write_lock`.
+        self._driver_connection: sa.PoolProxiedConnection | None = None
 
     @classmethod
     def open(cls, url: str, *, durability: str = "normal", migrate: bool = True) -> Store:
@@ -125,6 +131,53 @@ class Store:
             self._write_lock.release()
 
     @contextmanager
+    def sqlite_write(self, *, wait: bool = True) -> Iterator[sqlite3.Connection | None]:
+        """Run one SQLite write transaction on the driver's connection, for the statements on the hot path of ingest.
+
+        It takes the same process-wide lock and `BEGIN IMMEDIATE` as `write`, on a connection
+        the store keeps checked out for this, so it skips SQLAlchemy's pool and statement
+        compilation. The caller passes values as the driver takes them, converted the way
+        the columns' SQLAlchemy types would convert them. With `wait=False` it yields None
+        when another thread of this process writes now. After a failure the connection is
+        closed, and the next call opens another.
+        """
+        assert self._write_lock is not None, "sqlite_write needs an SQLite store"
+        if not self._write_lock.acquire(blocking=wait):
+            yield None
+            return
+        try:
+            if self._driver_connection is None:
+                self._driver_connection = self.engine.raw_connection()
+                # A commit that grows the WAL past `wal_autocheckpoint` pages runs a checkpoint,
+                # which syncs the WAL and the database file. This connection leaves checkpoints
+                # to the store's other connections, such as the pipeline's, which commits after
+                # every batch of stored alerts. So no webhook's commit runs a checkpoint itself.
+                self._driver_connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")
+            connection = self._driver_connection.driver_connection
+            assert isinstance(connection, sqlite3.Connection)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                self._discard_driver_connection(connection)
+                raise
+        finally:
+            self._write_lock.release()
+
+    def _discard_driver_connection(self, connection: sqlite3.Connection) -> None:
+        """Roll back what a failed `sqlite_write` left open and close its connection."""
+        assert self._driver_connection is not None
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("rollback of a failed ingest transaction failed, so its connection is closed", exc_info=True)
+        finally:
+            self._driver_connection.invalidate()
+            self._driver_connection = None
+
+    @contextmanager
     def _immediate(self) -> Iterator[sa.Connection]:
         """Run one SQLite transaction that takes the write lock at its start, so it never fails on a lock upgrade."""
         with self.engine.connect() as connection:
@@ -162,7 +215,24 @@ class Store:
         return connection.execute(statement.returning(table.c.value)).scalar_one()
 
     def close(self) -> None:
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._driver_connection is not None:
+                    self._driver_connection.close()
+                    self._driver_connection = None
         self.engine.dispose()
+
+
+def json_text(value: Any) -> str:
+    """Serialise a value for a JSON column as text, as SQLAlchemy's JSON type would, but faster.
+
+    orjson writes compact JSON. A value it rejects, such as an integer beyond 64 bits or a
+    key that is not a string, goes through `json.dumps`, which the JSON type itself uses.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _configure_sqlite(engine: sa.Engine, durability: str) -> None:
