@@ -95,4 +95,13 @@ def test_rebuilding_gives_shipped_model(shipped: classifier.Classifier, corpus: 
         pytest.skip(f"the shipped model was built with {trained_with}; this machine has {installed}")
     pipeline = classifier.train(corpus.split("train"), classifier.DEFAULT_SEED)
     rebuilt = classifier.model_bytes(pipeline)
-    assert rebuilt == classifier.DEFAULT_MODEL.read_bytes()
+    if rebuilt == classifier.DEFAULT_MODEL.read_bytes():
+        return
+    # The same libraries give the same bytes on one kind of CPU. Another CPU may round the
+    # last bit of some weights differently (seen: the model built on an AMD EPYC, rebuilt on
+    # an Intel Xeon, probabilities apart by 2.2e-16), so the model must then predict the same.
+    again = classifier.Classifier(pipeline=pipeline, metadata=shipped.metadata)
+    alerts = [example.alert for example in corpus.split("held-out") + corpus.split("train")]
+    for expected, got in zip(shipped.predict_many(alerts), again.predict_many(alerts), strict=True):
+        assert got.level == expected.level
+        assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-9)
