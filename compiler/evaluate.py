@@ -80,12 +80,21 @@ def alert_values(
     annotations: Mapping[str, str],
     service: ir.Service | None,
     incident: Mapping[str, object] | None = None,
+    *,
+    alert_fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """Return the `values` tree that conditions read for one firing alert."""
+    """Return the `values` tree that conditions read for one firing alert.
+
+    `alert_fingerprint` is the alert's fingerprint when the caller knows it; else it is computed from the labels.
+    """
     values: dict[str, Any] = {
         "labels": dict(labels),
         "annotations": dict(annotations),
-        "alert": {"name": labels.get("alertname", ""), "status": "firing", "fingerprint": fingerprint(labels)},
+        "alert": {
+            "name": labels.get("alertname", ""),
+            "status": "firing",
+            "fingerprint": fingerprint(labels) if alert_fingerprint is None else alert_fingerprint,
+        },
     }
     if service is not None:
         values["service"] = {"name": service.name, "tier": service.tier, "team": service.team}
@@ -118,16 +127,22 @@ class SeverityDecision:
 
 
 def severity_of(
-    ruleset: ir.Ruleset, labels: Labels, annotations: Mapping[str, str], service: ir.Service | None = None
+    ruleset: ir.Ruleset,
+    labels: Labels,
+    annotations: Mapping[str, str],
+    service: ir.Service | None = None,
+    *,
+    alert_fingerprint: str | None = None,
 ) -> SeverityDecision:
     """Apply the severity rules in order: the first whose condition is true sets the level.
 
-    `service` defaults to the one the labels select (`service_for`).
+    `service` defaults to the one the labels select (`service_for`); `alert_fingerprint`
+    to the fingerprint of the labels.
     """
     policy = ruleset.severity
     if service is None:
         service = service_for(ruleset, labels)
-    values = alert_values(labels, annotations, service)
+    values = alert_values(labels, annotations, service, alert_fingerprint=alert_fingerprint)
     for index, rule in enumerate(policy.rules):
         if condition_holds(rule.when, values):
             return SeverityDecision(rule.level, index, "rule")

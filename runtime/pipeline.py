@@ -333,9 +333,17 @@ class Pipeline:
         policy.preclassify([alert for alert, _received in events if alert.status == FIRING])
         decisions = [policy.dedup(alert) for alert, _received in events]
         work.preload_alerts(decision.key for decision in decisions)
+        # Alerts that are new or fire again are assessed up front, so that the open incidents
+        # of their correlation keys can be read in one query instead of one each.
+        assessments: dict[int, Assessment] = {}
+        for index, ((alert, _received), decision) in enumerate(zip(events, decisions, strict=True)):
+            row = work.alert(decision.key)
+            if alert.status == FIRING and (row is None or row["status"] != FIRING):
+                assessments[index] = policy.assess(alert)
+        work.preload_correlations(assessment.correlation.key for assessment in assessments.values())
         outcomes = [
-            self._apply(work, policy, alert, decision.key, received_at)
-            for (alert, received_at), decision in zip(events, decisions, strict=True)
+            self._apply(work, policy, alert, decision.key, received_at, assessments.get(index))
+            for index, ((alert, received_at), decision) in enumerate(zip(events, decisions, strict=True))
         ]
         self._finish(work, policy)
         return outcomes
@@ -459,7 +467,16 @@ class Pipeline:
 
     # ------------------------------------------------------------ one event
 
-    def _apply(self, work: UnitOfWork, policy: Policy, alert: Alert, key: str, received_at: datetime.datetime) -> str:
+    def _apply(
+        self,
+        work: UnitOfWork,
+        policy: Policy,
+        alert: Alert,
+        key: str,
+        received_at: datetime.datetime,
+        assessment: Assessment | None = None,
+    ) -> str:
+        """Apply one alert event; `assessment` is the policy's assessment of the alert when the caller made it already."""
         # Event time is when the daemon received the alert, not when the pipeline got to
         # it, so windows and the timeline do not depend on how far processing lagged.
         now = received_at
@@ -476,7 +493,8 @@ class Pipeline:
                 ends_at=alert.ends_at,
             )
             return "repeat"
-        assessment = policy.assess(alert)
+        if assessment is None:
+            assessment = policy.assess(alert)
         if row is not None:
             return self._refire(work, policy, alert, row, assessment, now)
         incident = self._incident_for(work, policy, alert, assessment, now)
@@ -703,9 +721,8 @@ class Pipeline:
         if exact is not None or not correlation.follow_dependencies or assessment.service is None:
             return exact
         others = {name: value for name, value in correlation.labels.items() if name != "service"}
-        for candidate in work.find_related_incidents(correlation.rule, since):
-            same_labels = all(candidate["labels"].get(name, "") == value for name, value in others.items())
-            if same_labels and any(policy.services_related(assessment.service, other) for other in candidate["services"]):
+        for candidate in work.find_related_incidents(correlation.rule, since, others):
+            if any(policy.services_related(assessment.service, other) for other in candidate["services"]):
                 return candidate
         return None
 

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compiler import ir
-from compiler.evaluate import Silence, TimeIntervals, condition_holds, group_key, service_for, severity_of
+from compiler.evaluate import (
+    SeverityDecision,
+    Silence,
+    TimeIntervals,
+    condition_holds,
+    group_key,
+    service_for,
+    severity_of,
+)
 from compiler.expr import SEVERITY_LEVELS
 from compiler.router import Router, fingerprint
 from runtime.alerts import Alert
@@ -106,6 +114,8 @@ class Policy:
         # Verdicts predicted ahead for the alerts of one pipeline batch, by the alert's id;
         # the alert itself is kept so that the id cannot be reused while the entry exists.
         self._verdicts: dict[int, tuple[Alert, Any]] = {}
+        # The severity decisions that `preclassify` made, so that `assess` need not repeat them.
+        self._decisions: dict[int, tuple[Alert, SeverityDecision]] = {}
         self.router = Router(ruleset.route)
         self.dedup_rules = [rule for rule in ruleset.groupings if rule.kind == "dedup"]
         self.correlate_rules = [rule for rule in ruleset.groupings if rule.kind == "correlate"]
@@ -159,12 +169,15 @@ class Policy:
         verdicts up front and `assess` reads them.
         """
         self._verdicts = {}
+        self._decisions = {}
         if self.classifier is None or not self.ruleset.severity.classify:
             return
         chosen = []
         for alert in alerts:
             service = self.service_of(alert.labels)
-            if severity_of(self.ruleset, alert.labels, alert.annotations, service).source == "classify":
+            decision = severity_of(self.ruleset, alert.labels, alert.annotations, service, alert_fingerprint=alert.fingerprint)
+            self._decisions[id(alert)] = (alert, decision)
+            if decision.source == "classify":
                 chosen.append(alert)
         if not chosen:
             return
@@ -181,7 +194,11 @@ class Policy:
     def assess(self, alert: Alert) -> Assessment:
         """Decide severity, receivers, team, service and correlation for a firing alert."""
         service = self.service_of(alert.labels)
-        decision = severity_of(self.ruleset, alert.labels, alert.annotations, service)
+        known = self._decisions.get(id(alert))
+        if known is not None and known[0] is alert:
+            decision = known[1]
+        else:
+            decision = severity_of(self.ruleset, alert.labels, alert.annotations, service, alert_fingerprint=alert.fingerprint)
         severity, severity_source = decision.level, decision.source
         # Rules win, and so does a fixed `else LEVEL`. Where the rules leave the level open
         # (no `else`) or to the classifier, the sender's own severity comes before the

@@ -10,7 +10,7 @@ executemany per table. All of it runs in the caller's transaction.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,6 +60,9 @@ class UnitOfWork:
         # this batch and kept current as the batch opens incidents.
         self._by_correlation: dict[str, set[int]] = {}
         self._by_rule: dict[str, set[int]] = {}
+        # Ids of the open incidents of a correlate rule whose labels have given values, by
+        # rule and values, oldest first: built on first use and extended as incidents open.
+        self._related: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
         # When the last alert of an incident was resolved in this batch, by incident id.
         self.quieted_at: dict[int, datetime.datetime] = {}
         # Incidents whose receivers have news, and incidents whose escalation starts
@@ -130,9 +133,24 @@ class UnitOfWork:
         row = open_incident(self.connection, self.store, id_format, now, **fields)
         self._incidents[row["id"]] = {**dict.fromkeys(column.name for column in incidents.columns), **row}
         self._open_with_correlation(row["correlation"]).add(row["id"])
-        if row["correlation_rule"] is not None:
-            self._open_with_rule(row["correlation_rule"]).add(row["id"])
+        rule = row["correlation_rule"]
+        if rule is not None:
+            self._open_with_rule(rule).add(row["id"])
+            for (indexed_rule, values), ids in self._related.items():
+                if indexed_rule == rule and _has_labels(self._incidents[row["id"]], values):
+                    ids.append(row["id"])
         return self._incidents[row["id"]]
+
+    def preload_correlations(self, keys: Iterable[str]) -> None:
+        """Look up the open incidents of many correlation keys at once, as `find_open_incident` would one by one."""
+        missing_keys = sorted(set(keys) - self._by_correlation.keys())
+        for start in range(0, len(missing_keys), _IN_CHUNK):
+            chunk = missing_keys[start : start + _IN_CHUNK]
+            found: dict[str, set[int]] = {key: set() for key in chunk}
+            query = sa.select(incidents.c.id, incidents.c.correlation).where(incidents.c.correlation.in_(chunk), _OPEN)
+            for number, correlation in self.connection.execute(query):
+                found[correlation].add(number)
+            self._by_correlation.update(found)
 
     def _open_with_correlation(self, correlation: str) -> set[int]:
         if correlation not in self._by_correlation:
@@ -150,11 +168,22 @@ class UnitOfWork:
         """Return the oldest open incident with this correlation key whose last alert is not before `since`."""
         return self._first_open(self._open_with_correlation(correlation), since)
 
-    def find_related_incidents(self, rule: str, since: datetime.datetime | None) -> list[dict[str, Any]]:
-        """Return open incidents of a correlate rule, oldest first."""
-        ids = self._open_with_rule(rule)
-        self._load_incidents(ids)
-        return [self._incidents[number] for number in sorted(ids) if self._is_open(self._incidents[number], since)]
+    def find_related_incidents(
+        self, rule: str, since: datetime.datetime | None, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Return open incidents of a correlate rule, oldest first; with `labels`, those whose labels have these values."""
+        if labels is None:
+            ids = self._open_with_rule(rule)
+            self._load_incidents(ids)
+            return [self._incidents[number] for number in sorted(ids) if self._is_open(self._incidents[number], since)]
+        values = tuple(sorted(labels.items()))
+        chosen = self._related.get((rule, values))
+        if chosen is None:
+            members = self._open_with_rule(rule)
+            self._load_incidents(members)
+            chosen = sorted(number for number in members if _has_labels(self._incidents[number], values))
+            self._related[(rule, values)] = chosen
+        return [self._incidents[number] for number in chosen if self._is_open(self._incidents[number], since)]
 
     def _load_incidents(self, ids: Iterable[int]) -> None:
         missing_ids = sorted(set(ids) - self._incidents.keys())
@@ -239,3 +268,9 @@ class UnitOfWork:
                 row = self.incident(number)
                 if (row["alert_count"], row["firing_count"]) != (total, firing_total):
                     self.change_incident(number, alert_count=total, firing_count=firing_total)
+
+
+def _has_labels(incident: Mapping[str, Any], values: tuple[tuple[str, str], ...]) -> bool:
+    """Return whether the incident's correlation labels have these values (a missing label counts as empty)."""
+    labels = incident["labels"]
+    return all(labels.get(name, "") == value for name, value in values)

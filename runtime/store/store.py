@@ -69,10 +69,10 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreError(f"cannot create the state folder {path.parent}: {error.strerror}") from error
-            engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8)
+            engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, **_JSON_CODEC)
             _configure_sqlite(engine, durability)
         else:
-            engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **_JSON_CODEC)
         store = cls(engine)
         try:
             if migrate:
@@ -233,6 +233,12 @@ def json_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+# JSON columns are encoded by `json_text` and decoded by orjson, which is several times
+# faster than the json module that SQLAlchemy uses by default; the pipeline writes a
+# few JSON values per alert.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": orjson.loads}
 
 
 def _configure_sqlite(engine: sa.Engine, durability: str) -> None:

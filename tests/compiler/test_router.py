@@ -484,3 +484,23 @@ def test_fingerprint_matches_alertmanager_fixture(path: Path) -> None:
     message = json.loads(path.read_text(encoding="utf-8"))
     for alert in message["alerts"]:
         assert fingerprint(alert["labels"]) == alert["fingerprint"], alert["labels"]
+
+
+def _reference_fingerprint(labels: dict[str, str]) -> str:
+    # FNV-1a 64 over each sorted name and value, each followed by the byte 0xff, as
+    # Alertmanager's model.LabelsToSignature computes it.
+    value = 0xCBF29CE484222325
+    for name in sorted(labels):
+        for byte in name.encode() + b"\xff" + labels[name].encode() + b"\xff":
+            value = ((value ^ byte) * 0x100000001B3) % 2**64
+    return f"{value:016x}"
+
+
+@pytest.mark.parametrize("size", [0, 10, 1024, 5000])
+def test_fingerprint_agrees_with_the_reference_for_small_and_large_label_sets(size: int) -> None:
+    # Label sets up to 1,024 characters are cached; larger ones are hashed every time.
+    labels = {"alertname": "Down", "instance": "x" * size, "zone": "ü"}
+    assert fingerprint(labels) == _reference_fingerprint(labels)
+    assert fingerprint(dict(reversed(labels.items()))) == _reference_fingerprint(labels)
+    labels["zone"] = "v"
+    assert fingerprint(labels) == _reference_fingerprint(labels)

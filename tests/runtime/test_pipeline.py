@@ -442,3 +442,39 @@ def test_store_schema_matches_migrations(store: Store) -> None:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
     assert store.schema_revision() == "0004"
+
+
+def _grouping(store: Store) -> list[tuple[str, str, list[str]]]:
+    """Return each incident's key, correlation and the instances of its alerts, in id order."""
+    with store.read() as connection:
+        members: dict[int, list[str]] = {}
+        for incident_id, labels in connection.execute(sa.select(alerts.c.incident_id, alerts.c.labels)):
+            members.setdefault(incident_id, []).append(labels["instance"])
+    return [(row["key"], row["correlation"], sorted(members[row["id"]])) for row in all_incidents(store)]
+
+
+def test_a_batch_groups_as_alerts_one_at_a_time_would(store: Store, tmp_path: Path, policy: Policy) -> None:
+    # The batch reads the open incidents of all its correlation keys in one query and
+    # indexes related incidents by label values; alerts one at a time read them one by one.
+    later = T0 + datetime.timedelta(minutes=1)
+    earlier = [fire("Down", T0, cluster="eu-1", service="checkout", instance="e1")]
+    batch = [
+        fire("Down", later, cluster="eu-1", service="checkout", instance="b1"),  # same key as e1: joins it
+        fire("Down", later, cluster="us-1", service="ledger", instance="b2"),  # opens an incident
+        fire("Slow", later, cluster="us-1", service="checkout", instance="b3"),  # checkout depends on ledger: joins b2
+        fire("Slow", later, cluster="ap-1", service="database", instance="b4"),  # opens an incident
+        fire("Slow", later, cluster="eu-1", service="search", instance="b5"),  # unrelated to checkout: opens one
+        fire("Down", later, cluster="eu-1", service="ledger", instance="b6"),  # checkout depends on ledger: joins e1
+    ]
+    alone = Store.open(f"sqlite:///{tmp_path / 'alone.db'}")
+    groupings = []
+    for target, limit in ((store, None), (alone, 1)):
+        run(target, policy, *earlier)
+        accept(target, batch)
+        pipeline = Pipeline(target, lambda: policy)
+        while pipeline.process_pending(limit=limit):
+            pass
+        groupings.append(_grouping(target))
+    alone.close()
+    assert groupings[0] == groupings[1]
+    assert [instances for _key, _correlation, instances in groupings[0]] == [["b1", "b6", "e1"], ["b2", "b3"], ["b4"], ["b5"]]
