@@ -1,0 +1,1 @@
+"""Reports made from the store: post-mortems, incident metrics and the timings they share."""
