@@ -621,6 +621,9 @@ def build_app(daemon: Daemon) -> DaemonApp:
         from runtime.slack.routes import slack_routes
 
         routes += slack_routes(daemon.slack_bot)
+    from runtime.web import web_routes
+
+    routes += web_routes()
     # Custom sources may declare a path of their own, such as `/webhooks/ci`; the path is
     # looked up in the ruleset in force at request time, so a reload can add one.
     routes.append(Route("/{path:path}", custom_path_hook, methods=["POST", "PUT"]))

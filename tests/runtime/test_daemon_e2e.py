@@ -601,8 +601,9 @@ def test_openapi_documents_every_route(scenario: Scenario):
     served = {
         (route.path, method.lower())
         for route in [*build_app(None).routes, *slack_routes(None)]  # type: ignore[arg-type]
-        for method in route.methods or ()
-        if method != "HEAD" and route.path not in ("/{path:path}", "/openapi.json")
+        for method in getattr(route, "methods", None) or ()
+        # The web view (runtime/web) serves HTML, not the JSON API that the document describes.
+        if method != "HEAD" and route.path not in ("/{path:path}", "/openapi.json", "/ui", "/incidents/{incident}")
     }
     assert served - documented == set()
     assert documented - served == set()
