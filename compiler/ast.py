@@ -454,7 +454,13 @@ class LabelPair(Node):
 
 @dataclass(slots=True, kw_only=True)
 class TestItem(Node):
-    """One line of a test block: an input (`alert`, `annotations`, `also_firing`, `at`) or an `expect`."""
+    """One line of a test block: an input (`alert`, `annotations`, `also_firing`, `at`, `until`) or an `expect`.
+
+    `key` names the line as written (`expect page`, `expect no runbook`), and
+    `args` contains its values in order, with `None` for an omitted optional
+    part: `expect page ops at 30s` has the arguments `ops`, `None` (no event)
+    and `30s`.
+    """
 
     key: str
     key_span: Span
@@ -463,10 +469,48 @@ class TestItem(Node):
 
 
 @dataclass(slots=True, kw_only=True)
+class ScenarioEvent(Node):
+    """An input of a scenario test: `fire`, `resolve` or `ack` of an alert, at an offset or a moment.
+
+    `resolve` with `by` is a person resolving the incident that contains the
+    alert. Without `by`, the alert's source reports it resolved.
+    """
+
+    kind: str
+    kind_span: Span
+    labels: list[LabelPair]
+    labels_span: Span
+    annotations: list[LabelPair] | None = None
+    annotations_span: Span | None = None
+    by: Str | None = None
+    at: Duration | Str
+
+
+# The lines that make a test block a scenario, besides its `ScenarioEvent`s.
+SCENARIO_KEYS = frozenset(
+    {
+        "until",
+        "expect incidents",
+        "expect page",
+        "expect no page",
+        "expect escalation",
+        "expect no escalation",
+        "expect runbook",
+        "expect no runbook",
+    }
+)
+
+
+@dataclass(slots=True, kw_only=True)
 class Test(Decl):
     kind = "test"
     title: Str
-    items: list[TestItem]
+    items: list[TestItem | ScenarioEvent]
+
+    @property
+    def scenario_items(self) -> list[TestItem | ScenarioEvent]:
+        """Return the events and scenario lines. A test that has any of them is a scenario."""
+        return [item for item in self.items if isinstance(item, ScenarioEvent) or item.key in SCENARIO_KEYS]
 
 
 @dataclass(slots=True, kw_only=True)

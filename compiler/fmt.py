@@ -33,7 +33,7 @@ from compiler.diagnostics import DiagnosticSink
 from compiler.errors import CompileFailed
 from compiler.loader import parse_recovering
 from compiler.parse import parse_text
-from compiler.span import SourceFile
+from compiler.span import SourceFile, Span
 
 INDENT = "  "
 # Wider lines split where the language allows: test label sets and action
@@ -71,6 +71,15 @@ _STEP_GLUE = {
     ("assist", 0): "focus",
 }
 _LABEL_SET_KEYS = frozenset({"alert", "annotations", "also_firing"})
+# Keywords printed before the arguments of a test line, by (key, argument index).
+_TEST_GLUE = {
+    ("expect page", 2): "at",
+    ("expect escalation", 0): "level",
+    ("expect escalation", 1): "to",
+    ("expect escalation", 2): "at",
+    ("expect runbook", 1): "path",
+    ("expect runbook", 2): "at",
+}
 
 # Expression precedence, loosest first. An operand binds tighter than any operator.
 _OR, _AND, _NOT, _COMPARE, _OPERAND = range(1, 6)
@@ -218,6 +227,7 @@ class _Printer:
             ast.Parallel: self.parallel,
             ast.TemplateLocale: self.template_locale,
             ast.TestItem: self.test_item,
+            ast.ScenarioEvent: self.scenario_event,
             _MapBlock: self.map_block,
         }
 
@@ -499,6 +509,49 @@ class _Printer:
         self._spread(f"{item.key} {{", start, brace, list(zip(pairs, item.pairs, strict=True)))
         self._close(end - 1, "}")
 
+    def scenario_event(self, event: ast.ScenarioEvent) -> None:
+        start, end = event.span.start, event.span.end
+        sets = [(event.labels, event.labels_span)]
+        if event.annotations is not None and event.annotations_span is not None:
+            sets.append((event.annotations, event.annotations_span))
+        tail = f" by {self.string(event.by)}" if event.by is not None else ""
+        tail += f" at {self.value(event.at)}"
+        texts = [[self.value(pair) for pair in pairs] for pairs, _span in sets]
+        one_line = event.kind + "".join(
+            (" annotations " if index else " ") + _label_set_text(entries) for index, entries in enumerate(texts)
+        )
+
+        # Comments after the last `}` move above a one-line event, as in any one-line node.
+        if self._fits(one_line + tail) and not self._has_comment_between(event.labels_span.start, sets[-1][1].end):
+            self.line(one_line + tail, start, end)
+        else:
+            self._spread_event(event, sets, texts, tail)
+
+    def _spread_event(
+        self, event: ast.ScenarioEvent, sets: list[tuple[list[ast.LabelPair], Span]], texts: list[list[str]], tail: str
+    ) -> None:
+        """Print an event with one label per line, as `fire {` ... `} annotations {` ... `} at 0m`; an empty set stays `{}`."""
+        pending, open_set_end = event.kind, None
+        for index, ((pairs, span), entries) in enumerate(zip(sets, texts, strict=True)):
+            follow = tail if index == len(sets) - 1 else " annotations"
+            if not entries:
+                pending += " {}" + follow
+                continue
+            if open_set_end is None:
+                self.line(pending + " {", event.span.start, span.start + 1)
+            else:
+                self._close(open_set_end, "}" + pending + " {", span.start + 1)
+            self.depth += 1
+            self.at_block_start = True
+            for number, (text, pair) in enumerate(zip(entries, pairs, strict=True)):
+                self.line(text + ("," if number < len(entries) - 1 else ""), pair.span.start, pair.span.end)
+            pending, open_set_end = follow, span.end - 1
+
+        if open_set_end is None:
+            self.line(pending, event.span.start, event.span.end)
+        else:
+            self._close(open_set_end, "}" + pending, event.span.end)
+
     # ------------------------------------------------------------ text of one-line nodes
 
     def value(self, node: Any) -> str:
@@ -536,7 +589,12 @@ class _Printer:
             case ast.TemplateField():
                 return f"{node.name.value} {self.string(node.value)}"
             case ast.TestItem():
-                return " ".join([node.key, *(self.value(arg) for arg in node.args if arg is not None)])
+                parts = [node.key]
+                for index, arg in enumerate(node.args):
+                    if arg is not None:
+                        glue = _TEST_GLUE.get((node.key, index))
+                        parts.extend([glue, self.value(arg)] if glue else [self.value(arg)])
+                return " ".join(parts)
             case ast.LabelPair():
                 return f"{self.value(node.name)} = {self.string(node.value)}"
             case ast.Path() | ast.ListExpr() | ast.Compare() | ast.BoolOp() | ast.Not():
@@ -643,6 +701,10 @@ def _with_glue(keyword: str, args: list[str], glue: dict[tuple[str, int], str]) 
         word = glue.get((keyword, index))
         parts.extend([word, arg] if word else [arg])
     return " ".join(parts)
+
+
+def _label_set_text(entries: list[str]) -> str:
+    return f"{{ {', '.join(entries)} }}" if entries else "{}"
 
 
 def _arrow_receiver(route: ast.Route) -> ast.Name | None:

@@ -300,7 +300,60 @@ class Template(StrictModel):
     locales: dict[str, dict[str, str]]
 
 
+class ScenarioEventKind(enum.StrEnum):
+    FIRE = "fire"
+    RESOLVE = "resolve"
+    ACKNOWLEDGE = "ack"
+    RESOLVE_INCIDENT = "resolve_incident"
+
+
+class ScenarioEvent(StrictModel):
+    """An input of a scenario: an alert fires or resolves, or a person acknowledges or resolves its incident."""
+
+    kind: ScenarioEventKind
+    labels: dict[str, str] = Field(description="The alert's labels; for `ack` and `resolve_incident`, labels that pick it.")
+    annotations: dict[str, str] = {}
+    by: str | None = Field(None, description="The person, for `ack` and `resolve_incident`.")
+    at_s: float = Field(ge=0, description="Seconds after the start of the scenario.")
+    line: int = 0
+
+
+class ScenarioExpectationKind(enum.StrEnum):
+    INCIDENTS = "incidents"
+    PAGE = "page"
+    NO_PAGE = "no page"
+    ESCALATION = "escalation"
+    NO_ESCALATION = "no escalation"
+    RUNBOOK = "runbook"
+    NO_RUNBOOK = "no runbook"
+
+
+class ScenarioExpectation(StrictModel):
+    """One `expect` line of a scenario. The fields that its kind does not use stay `None`."""
+
+    kind: ScenarioExpectationKind
+    count: int | None = Field(None, ge=0, description="The number of incidents, for `incidents`.")
+    receiver: str | None = None
+    event: str | None = Field(None, description="The notification event of a page, such as `opened`; `None` means any.")
+    level: int | None = Field(None, ge=0, description="The incident's escalation level after the step; 0 before any `escalate`.")
+    runbook: str | None = None
+    path: list[str] | None = Field(None, description="The planned steps of the runbook, in order.")
+    at_s: float | None = Field(None, ge=0, description="Seconds after the start; `None` means at any time.")
+    line: int = 0
+
+
+class Scenario(StrictModel):
+    """Alerts over time from `start`, run on a virtual clock until `until_s`, and what must follow."""
+
+    start: str = Field(description="The moment of offset 0, in ISO 8601 with a time zone.")
+    until_s: float = Field(ge=0, description="Seconds after the start when the scenario ends.")
+    events: list[ScenarioEvent] = []
+    expectations: list[ScenarioExpectation] = []
+
+
 class TestCase(StrictModel):
+    """One `test` block: an alert and what the rules do with it, or a `scenario` over time."""
+
     name: str
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -311,6 +364,7 @@ class TestCase(StrictModel):
     expect_inhibited: bool | None = None
     expect_runbooks: list[str] | None = None
     expect_group_by: list[str] | None = None
+    scenario: Scenario | None = None
     line: int = 0
     path: str = ""
 

@@ -13,6 +13,7 @@ from pathlib import PurePath
 from typing import Any
 
 from compiler import ast, ir
+from compiler.checks import scenarios
 from compiler.checks.context import Context
 from compiler.loader import Project
 from compiler.version import __version__
@@ -549,6 +550,8 @@ def _template(decl: ast.Template) -> ir.Template:
 
 def _test(decl: ast.Test) -> ir.TestCase:
     fields: dict[str, Any] = {"name": decl.title.value, "line": decl.span.line, "path": decl.span.path}
+    if decl.scenario_items:
+        return ir.TestCase(**fields, scenario=_scenario(decl))
     for item in decl.items:
         pairs = {pair.name.value: pair.value.value for pair in item.pairs}
         match item.key:
@@ -573,3 +576,65 @@ def _test(decl: ast.Test) -> ir.TestCase:
             case "expect group_by":
                 fields["expect_group_by"] = value(item.args[0])
     return ir.TestCase(**fields)
+
+
+def _scenario(decl: ast.Test) -> ir.Scenario:
+    """Lower a scenario test, whose start and times the checks have parsed and found not negative."""
+    start = scenarios.start_of(decl)
+    assert start is not None, "a scenario without `at` is rejected by check_scenario_start"
+    begin = scenarios.parse_moment(start.value)
+    assert begin is not None, "an `at` that does not parse is rejected by check_scenario_start"
+
+    def offset(moment: ast.Duration | ast.Str | None) -> float | None:
+        return None if moment is None else scenarios.moment_seconds(moment, begin)
+
+    events = [_scenario_event(item, offset(item.at)) for item in decl.items if isinstance(item, ast.ScenarioEvent)]
+    expectations = [
+        _scenario_expectation(item, offset)
+        for item in decl.items
+        if isinstance(item, ast.TestItem) and item.key.startswith("expect ")
+    ]
+    until = scenarios.until_of(decl)
+    if until is not None:
+        until_s = offset(until.args[0])
+    else:
+        times = [event.at_s for event in events] + [item.at_s for item in expectations if item.at_s is not None]
+        until_s = max(times, default=0.0)
+    return ir.Scenario(start=start.value, until_s=until_s, events=events, expectations=expectations)
+
+
+def _scenario_event(event: ast.ScenarioEvent, at_s: float | None) -> ir.ScenarioEvent:
+    kind = ir.ScenarioEventKind(event.kind)
+    if kind is ir.ScenarioEventKind.RESOLVE and event.by is not None:
+        kind = ir.ScenarioEventKind.RESOLVE_INCIDENT
+    return ir.ScenarioEvent(
+        kind=kind,
+        labels={pair.name.value: pair.value.value for pair in event.labels},
+        annotations={pair.name.value: pair.value.value for pair in event.annotations or []},
+        by=None if event.by is None else event.by.value,
+        at_s=at_s,
+        line=event.span.line,
+    )
+
+
+def _scenario_expectation(item: ast.TestItem, offset: Any) -> ir.ScenarioExpectation:
+    kind = ir.ScenarioExpectationKind(item.key.removeprefix("expect "))
+    fields: dict[str, Any] = {"kind": kind, "line": item.span.line}
+    match kind:
+        case ir.ScenarioExpectationKind.INCIDENTS:
+            fields["count"] = item.args[0].value
+        case ir.ScenarioExpectationKind.PAGE:
+            receiver, event, at = item.args
+            fields.update(receiver=receiver.value, event=value(event), at_s=offset(at))
+        case ir.ScenarioExpectationKind.NO_PAGE:
+            receiver, event = item.args
+            fields.update(receiver=receiver.value, event=value(event))
+        case ir.ScenarioExpectationKind.ESCALATION:
+            level, target, at = item.args
+            fields.update(level=level.value, receiver=value(target), at_s=offset(at))
+        case ir.ScenarioExpectationKind.RUNBOOK:
+            runbook, path, at = item.args
+            fields.update(runbook=runbook.value, path=value(path), at_s=offset(at))
+        case ir.ScenarioExpectationKind.NO_RUNBOOK:
+            fields["runbook"] = item.args[0].value
+    return ir.ScenarioExpectation(**fields)

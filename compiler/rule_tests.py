@@ -12,12 +12,16 @@ A test passes when every expectation it states holds:
 - `expect runbooks`: the ids of the runbooks that start, in any order.
 - `expect group_by`: the grouping labels of every route that receives the
   alert, in any order.
+
+Scenario tests (`TestCase.scenario`) need the runtime's simulation, which the
+compiler does not import: `run_tests` takes the function that runs them, and
+without one it reports them as skipped.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
@@ -40,15 +44,16 @@ class Mismatch:
 
 @dataclass(slots=True)
 class CaseResult:
-    """The outcome of one test block. `error` is set when the test itself cannot run."""
+    """The outcome of one test block. `error` is set when the test itself cannot run, `skipped` when it was not run."""
 
     case: ir.TestCase
     mismatches: list[Mismatch] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def passed(self) -> bool:
-        return not self.mismatches and self.error is None
+        return not self.mismatches and self.error is None and self.skipped is None
 
     @property
     def location(self) -> str:
@@ -70,11 +75,16 @@ class RunReport:
         return sum(result.passed for result in self.results)
 
     @property
+    def skipped(self) -> int:
+        return sum(result.skipped is not None for result in self.results)
+
+    @property
     def failed(self) -> int:
-        return len(self.results) - self.passed
+        return len(self.results) - self.passed - self.skipped
 
     def summary(self) -> str:
-        return f"{self.passed} passed, {self.failed} failed"
+        text = f"{self.passed} passed, {self.failed} failed"
+        return text + (f", {self.skipped} skipped" if self.skipped else "")
 
     def render_text(self, *, verbose: bool = False) -> str:
         """Return the failures with their locations (and the passes when `verbose`), then the summary line."""
@@ -83,6 +93,10 @@ class RunReport:
             if result.passed:
                 if verbose:
                     lines.append(f"{result.location}: ok: {result.case.name}")
+                continue
+            if result.skipped is not None:
+                if verbose:
+                    lines.append(f"{result.location}: skipped: {result.case.name} ({result.skipped})")
                 continue
             lines.append(f"{result.location}: FAILED: {result.case.name}")
             lines.extend(f"  {problem}" for problem in result.problems())
@@ -94,6 +108,8 @@ class RunReport:
         errors = sum(result.error is not None for result in self.results)
         failures = self.failed - errors
         counts = {"tests": str(len(self.results)), "failures": str(failures), "errors": str(errors)}
+        if self.skipped:
+            counts["skipped"] = str(self.skipped)
         root = ElementTree.Element("testsuites", {"name": suite, **counts})
         suite_element = ElementTree.SubElement(root, "testsuite", {"name": suite, **counts})
         for result in self.results:
@@ -109,6 +125,9 @@ class RunReport:
             )
             if result.passed:
                 continue
+            if result.skipped is not None:
+                ElementTree.SubElement(case, "skipped", {"message": result.skipped})
+                continue
             kind = "error" if result.error is not None else "failure"
             problems = result.problems()
             detail = ElementTree.SubElement(case, kind, {"message": problems[0], "type": kind})
@@ -117,11 +136,22 @@ class RunReport:
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
 
 
-def run_tests(ruleset: ir.Ruleset) -> RunReport:
-    """Run every test block of `ruleset`."""
+ScenarioRunner = Callable[[ir.Ruleset, ir.TestCase], CaseResult]
+
+
+def run_tests(ruleset: ir.Ruleset, run_scenario: ScenarioRunner | None = None) -> RunReport:
+    """Run every test block of `ruleset`, the scenario tests through `run_scenario`."""
     router = Router(ruleset.route)
     intervals = TimeIntervals(ruleset.time_intervals)
-    return RunReport([run_test(ruleset, case, router, intervals) for case in ruleset.tests])
+    results = []
+    for case in ruleset.tests:
+        if case.scenario is None:
+            results.append(run_test(ruleset, case, router, intervals))
+        elif run_scenario is None:
+            results.append(CaseResult(case, skipped="scenario tests run on the simulation of `irules test`"))
+        else:
+            results.append(run_scenario(ruleset, case))
+    return RunReport(results)
 
 
 def run_test(

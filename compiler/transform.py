@@ -377,6 +377,7 @@ class ToAst:
 
     inhibit_on = repeat_every = escalate_to = param_pattern = step_after = _keyword_value
     retry_backoff = approval_timeout = notify_template = _keyword_value
+    event_annotations = event_by = event_at = escalation_to = runbook_path = _keyword_value
 
     # ------------------------------------------------------------ keyword-wrapped `?` rules
 
@@ -682,6 +683,37 @@ class ToAst:
     def test_at(self, children: list[Any], meta: Meta) -> ast.TestItem:
         return ast.TestItem(span=meta, key="at", key_span=self._keyword_span(meta), args=children)
 
+    def label_set(self, children: list[Any], meta: Meta) -> Block:
+        return Block([item for item in children if item is not None], meta)
+
+    def _event(self, kind: str, labels: Block, meta: Meta, at: Any, **extra: Any) -> ast.ScenarioEvent:
+        return ast.ScenarioEvent(
+            span=meta,
+            kind=kind,
+            kind_span=self._keyword_span(meta),
+            labels=labels.items,
+            labels_span=labels.span,
+            at=self._node(at),
+            **extra,
+        )
+
+    def test_fire(self, children: list[Any], meta: Meta) -> ast.ScenarioEvent:
+        labels, annotations, at = children
+        if annotations is None:
+            return self._event("fire", labels, meta, at)
+        return self._event("fire", labels, meta, at, annotations=annotations.items, annotations_span=annotations.span)
+
+    def test_resolve(self, children: list[Any], meta: Meta) -> ast.ScenarioEvent:
+        labels, by, at = children
+        return self._event("resolve", labels, meta, at, by=by)
+
+    def test_ack(self, children: list[Any], meta: Meta) -> ast.ScenarioEvent:
+        labels, by, at = children
+        return self._event("ack", labels, meta, at, by=by)
+
+    def test_until(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return ast.TestItem(span=meta, key="until", key_span=self._keyword_span(meta), args=self._args(children))
+
     def expectation(self, children: list[Any], meta: Meta) -> Any:
         return children[0]
 
@@ -705,3 +737,24 @@ class ToAst:
 
     def expect_group_by(self, children: list[Any], meta: Meta) -> ast.TestItem:
         return self._expect("expect group_by", children, meta)
+
+    def expect_incidents(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect incidents", children, meta)
+
+    def expect_page(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect page", children, meta)
+
+    def expect_no_page(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect no page", children, meta)
+
+    def expect_escalation(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect escalation", children, meta)
+
+    def expect_no_escalation(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect no escalation", children, meta)
+
+    def expect_runbook(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect runbook", children, meta)
+
+    def expect_no_runbook(self, children: list[Any], meta: Meta) -> ast.TestItem:
+        return self._expect("expect no runbook", children, meta)

@@ -29,6 +29,7 @@ CHECK_MODULES = (
     "runbooks",
     "safety",
     "templates",
+    "scenarios",
     "usage",
 )
 

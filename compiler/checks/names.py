@@ -172,6 +172,8 @@ def check_test_references(context: Context) -> None:
     symbols = context.symbols
     for test in symbols.tests:
         for item in test.items:
+            if not isinstance(item, ast.TestItem):
+                continue  # Scenario events name labels only.
             if item.key == "expect receivers":
                 for name in _names(item.args[0]):
                     context.resolve("receiver", name, symbols.receivers, what="test")

@@ -241,7 +241,10 @@ def _label_positions(context: Context) -> Iterator[tuple[ast.LabelName, str]]:
                 yield label, "inhibit `on` list"
     for test in context.symbols.tests:
         for item in test.items:
-            if item.key in ("alert", "also_firing"):
+            if isinstance(item, ast.ScenarioEvent):
+                for pair in item.labels:
+                    yield pair.name, "test alert"
+            elif item.key in ("alert", "also_firing"):
                 for pair in item.pairs:
                     yield pair.name, "test alert"
             elif item.key == "expect group_by":

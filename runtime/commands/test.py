@@ -1,7 +1,8 @@
-"""`irules test`: run the rules' `test` blocks, like `promtool test rules`."""
+"""`irules test`: run the rules' `test` blocks, like `promtool test rules`; scenario tests on a virtual clock."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def test_rules(path: PathArgument, env: EnvOption = None, junit: JunitOption = None, verbose: VerboseOption = False) -> None:
-    """Run the test blocks. Exit 0 when all pass, 1 on a failed test or errors in the rules, 2 on usage errors."""
+    """Run the test blocks, scenarios on a virtual clock. Exit 0 when all pass, 1 on a failed test or errors in the rules, 2 on usage errors."""
     require_path(path)
     try:
         status = _run(path, env, junit, verbose)
@@ -32,6 +33,7 @@ def _run(path: Path, env: str | None, junit: Path | None, verbose: bool) -> int:
     from compiler.api import check_path
     from compiler.diagnostics import Severity, render_text
     from compiler.rule_tests import run_tests
+    from runtime.scenarios import run_scenario
 
     result = check_path(path, env)
     if result.has_errors:
@@ -39,7 +41,15 @@ def _run(path: Path, env: str | None, junit: Path | None, verbose: bool) -> int:
         sys.stderr.write(render_text(errors, result.project.sources))
         print(f"irules: the rules have {len(errors)} error(s); no test ran", file=sys.stderr)
         return EXIT_PROBLEMS
-    report = run_tests(result.ruleset())
+    # Scenarios drive the daemon's pipeline, which logs each incident it opens and each label
+    # that a dedup rule misses. The test report keeps only the errors of those logs.
+    logger = logging.getLogger("irules")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        report = run_tests(result.ruleset(), run_scenario)
+    finally:
+        logger.setLevel(level)
     sys.stdout.write(report.render_text(verbose=verbose))
     if junit is not None:
         try:

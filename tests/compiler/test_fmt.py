@@ -86,6 +86,9 @@ template critical { en { title "Alert" text \"\"\"Line one
 line two\"\"\" } }
 test "pager" { alert { alertname = "X" } annotations { summary = "s" } also_firing { alertname = "Y" } at "2024-01-01T00:00:00Z"
   expect receivers [pager] expect severity critical expect inhibited expect not inhibited expect runbooks [rb-100] expect group_by [alertname] }
+test "outage" { at "2024-01-01T00:00:00Z" fire { alertname = "X" } annotations { summary = "s" } at 0m ack { alertname = "X" } by "alice" at 7m
+  resolve { alertname = "X" } at 12m resolve {} by "bob" at "2024-01-01T00:20:00Z" until 1h expect incidents 1 expect page pager at 30s
+  expect no page chat expect escalation level 1 to pager at 10m expect no escalation expect runbook rb-100 path [a, b] at 0m expect no runbook rb-1 }
 """
 
 
