@@ -162,6 +162,9 @@ COMMAND_MODULES = (
     "runbooks",
     "assist",
     "model",
+    "postmortem",
+    "metrics",
+    "backtest",
 )
 
 
