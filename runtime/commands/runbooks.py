@@ -151,7 +151,7 @@ def _alert_values(ruleset: Any, alert_data: Path | None, labels: list[str], anno
     """Return the values conditions and templates read: the payload's first firing alert, then `--label` and `--annotation`."""
     from runtime.alerts import Alert
     from runtime.policy import Policy, alert_values
-    from runtime.runbooks.steps import template_values
+    from runtime.runbooks.operations import template_values
     from runtime.sources import detect, normalise
     from runtime.sources.base import Inbound, Rejected
 

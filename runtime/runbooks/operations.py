@@ -21,6 +21,16 @@ AT_RUN_TIME = "decided at run time"
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
+def template_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `values` with the names templates use: `label` and `annotation` beside `labels` and `annotations`."""
+    result = dict(values)
+    if "labels" in result:
+        result.setdefault("label", result["labels"])
+    if "annotations" in result:
+        result.setdefault("annotation", result["annotations"])
+    return result
+
+
 def render_operation(
     step: ir.Step,
     actions: Mapping[str, ir.Action],

@@ -22,7 +22,7 @@ from compiler.evaluate import condition_holds
 from compiler.transform import duration_text
 from runtime.commands.explain import expression_text
 from runtime.runbooks.model import StepRejected
-from runtime.runbooks.operations import AT_RUN_TIME, render_operation, step_safety
+from runtime.runbooks.operations import AT_RUN_TIME, render_operation, step_safety, template_values
 
 
 @dataclass(slots=True)
@@ -60,7 +60,11 @@ class Plan:
 
 
 def build_plan(ruleset: ir.Ruleset, runbook: ir.Runbook, values: dict[str, Any]) -> Plan:
-    """Return the plan of `runbook` for an alert's `values`, in an order that respects every dependency."""
+    """Return the plan of `runbook` for an alert's `values`, in an order that respects every dependency.
+
+    `values` may lack the template names `label` and `annotation`; they are added as a run adds them.
+    """
+    values = template_values(values)
     actions = {action.name: action for action in ruleset.actions}
     steps = {step.name: step for step in runbook.steps}
     graph = nx.DiGraph()

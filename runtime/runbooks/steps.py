@@ -26,7 +26,7 @@ from runtime.notify.render import TemplateFailed, render_text
 from runtime.policy import Policy
 from runtime.runbooks import process, runs
 from runtime.runbooks.model import FAIL, GRANTED, TIMED_OUT, Clock, Decision, StepOutcome, StepRecord
-from runtime.runbooks.operations import auto_approvable, operation_text, render_operation
+from runtime.runbooks.operations import auto_approvable, operation_text, render_operation, template_values
 from runtime.store import Store
 from runtime.store.schema import incidents, runbook_runs
 
@@ -353,16 +353,6 @@ class StoreRunner:
             if decision is not None:
                 return decision
             await self.clock.sleep(ANSWER_POLL_S)
-
-
-def template_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Return `values` with the names templates use: `label` and `annotation` beside `labels` and `annotations`."""
-    result = dict(values)
-    if "labels" in result:
-        result.setdefault("label", result["labels"])
-    if "annotations" in result:
-        result.setdefault("annotation", result["annotations"])
-    return result
 
 
 def _summary(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -342,3 +342,20 @@ def test_result_is_deterministic(policy: Policy):
     assert run() == first
     assert [incident.fingerprints for incident in first.incidents] == [(fingerprint(LATENCY),), (fingerprint(ERRORS),)]
     assert first.pages_by_receiver() == {"oncall": 2, "payments": 12}
+
+
+def test_planned_path_renders_label_and_annotation_templates(repo: Path) -> None:
+    # The planner was given `labels` and `annotations` without the template names `label`
+    # and `annotation`, so rb-003's health URL rendered empty and its path stopped there.
+    from runtime.daemon.rules import load_ruleset
+    from runtime.simulate.collect import planned_path
+
+    policy = Policy(load_ruleset(repo / "examples" / "production", "production"))
+    values = {
+        "labels": {"alertname": "ToolCriticalError", "namespace": "monitoring", "deployment": "prometheus", "exporter": "node"},
+        "annotations": {"health_url": "http://127.0.0.1:9/healthz"},
+    }
+    path, undecided, detail = planned_path(policy, "rb-003", values)
+    assert detail is None
+    assert path == ("collect_logs", "check_api_health", "validate_config")
+    assert undecided == ()

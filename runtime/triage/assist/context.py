@@ -125,7 +125,7 @@ def build_context(
 
 def incident_values(policy: Policy, incident: dict[str, Any], alert_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Return the values of the incident's first firing alert (else its first alert), as a run started for it reads them."""
-    from runtime.runbooks.steps import template_values
+    from runtime.runbooks.operations import template_values
 
     first = alert_rows[0] if alert_rows else None
     if first is None:
