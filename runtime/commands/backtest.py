@@ -249,10 +249,13 @@ def print_table(history: History, labels: tuple[str, str], comparison: Compariso
     console = Console(highlight=False)
     console.print(
         Text(
-            f"Backtest from {history.start:%Y-%m-%d %H:%M} to {history.end:%Y-%m-%d %H:%M} UTC: "
+            f"Backtest from {history.start:%Y-%m-%d %H:%M:%S} to {history.end:%Y-%m-%d %H:%M:%S} UTC: "
             f"{len(history.events)} alert events and {len(history.actions)} actions by people replayed."
         )
     )
+    # Paths make wide column headings that Rich would cut, so the columns are A and B.
+    console.print(Text(f"A: {labels[0]}\nB: {labels[1]}"))
+    labels = ("A", "B")
     summary = Table(title="Summary", title_justify="left")
     summary.add_column("")
     for heading in (labels[0], labels[1], "difference"):
@@ -270,12 +273,16 @@ def print_table(history: History, labels: tuple[str, str], comparison: Compariso
     console.print(summary)
     console.print(
         Text(
-            f"Merged: {len(comparison.merged)} incidents of {labels[1]} each hold the alerts of several incidents of "
+            f"Merged: {_incidents(len(comparison.merged))} of {labels[1]} each hold the alerts of several incidents of "
             f"{labels[0]} ({comparison.merged_baseline_incidents} in all). "
-            f"Split: {len(comparison.split)} incidents of {labels[0]} are spread over several incidents of {labels[1]}."
+            f"Split: {_incidents(len(comparison.split))} of {labels[0]} spread over several incidents of {labels[1]}."
         )
     )
     _print_differences(console, labels, comparison)
+
+
+def _incidents(count: int) -> str:
+    return "1 incident" if count == 1 else f"{count} incidents"
 
 
 def _cells(name: str, count: Any) -> tuple[Text, Text, Text, Text]:

@@ -337,7 +337,8 @@ def _alert(row: Mapping[str, Any]) -> AlertEntry:
         labels=labels,
         summary=_cut(str(summary), LABEL_VALUE_CHARS * 5) if summary else None,
         starts_at=row["starts_at"] or row["first_seen"],
-        ends_at=row["resolved_at"] if row["status"] == "resolved" else None,
+        # The end the sender reported (endsAt, resolvedDateTime), as the start is the one it reported.
+        ends_at=(row["ends_at"] or row["resolved_at"]) if row["status"] == "resolved" else None,
         occurrences=row["occurrences"],
         flapping=bool(row["flapping"]),
     )

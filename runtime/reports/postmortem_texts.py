@@ -395,7 +395,8 @@ def format_duration(seconds: float | None, locale: str) -> str:
     """
     if seconds is None:
         return TEXTS[locale]["not_yet"]
-    remaining = max(round(seconds), 0)
+    # Whole seconds are cut off, as the times beside the durations are shown, so the two agree.
+    remaining = max(int(seconds), 0)
     days, remaining = divmod(remaining, 86_400)
     hours, remaining = divmod(remaining, 3_600)
     minutes, secs = divmod(remaining, 60)

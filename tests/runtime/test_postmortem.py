@@ -301,6 +301,8 @@ def test_every_locale_has_every_text() -> None:
         (750, "12 min 30 s", "12 Min. 30 Sek."),
         (3_900, "1 h 5 min", "1 Std. 5 Min."),
         (90_061, "1 d 1 h 1 min 1 s", "1 Tg. 1 Std. 1 Min. 1 Sek."),
+        # Cut, not rounded: shown times drop their fraction, so 10:00:00 to 10:18:49.6 reads 18 min 49 s.
+        (1_129.6, "18 min 49 s", "18 Min. 49 Sek."),
         (None, "not yet", "noch nicht"),
     ],
 )
@@ -354,3 +356,20 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [text for item in value for text in _strings(item)]
     return [value] if isinstance(value, str) else []
+
+
+def test_a_resolved_alert_ends_when_its_sender_said() -> None:
+    # The start is the sender's `startsAt`, so the end must be its `endsAt`, not when irules
+    # received the resolution (a replayed fixture would otherwise seem to fire for years).
+    from runtime.reports.postmortem import _alert
+
+    start = datetime.datetime(2024, 5, 14, 9, 21, 7, tzinfo=datetime.UTC)
+    row = {
+        "name": "CheckoutDown", "status": "resolved", "severity": "high", "source": "alertmanager",
+        "labels": {"alertname": "CheckoutDown"}, "annotations": {}, "starts_at": start, "first_seen": start,
+        "ends_at": start + datetime.timedelta(minutes=27), "resolved_at": datetime.datetime(2026, 12, 5, tzinfo=datetime.UTC),
+        "occurrences": 1, "flapping": False,
+    }  # fmt: skip
+    assert _alert(row).ends_at == start + datetime.timedelta(minutes=27)
+    assert _alert({**row, "ends_at": None}).ends_at == row["resolved_at"]
+    assert _alert({**row, "status": "firing"}).ends_at is None
