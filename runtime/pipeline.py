@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from runtime import incidents as incident_ops
 from runtime.alerts import FIRING, RESOLVED, Alert
+from runtime.faults import crash_point
 from runtime.notify import escalation, planner
 from runtime.policy import Assessment, Policy, higher_severity
 from runtime.sources.base import Inbound, Outcome
@@ -54,6 +55,9 @@ DEAD_LETTER_BODY_LIMIT = 256 * 1024
 UNTRUSTED_BODY_LIMIT = 4 * 1024
 UNTRUSTED_STATUSES = frozenset({401, 403, 404, 503})
 BATCH_SIZE = 200
+# First key of the PostgreSQL advisory lock that one node holds while it applies events; the
+# second is the schema's hash. Any 32-bit constant works if no other code in the database uses it.
+APPLY_LOCK_ID = 0x69727573
 
 
 def utc_now() -> datetime.datetime:
@@ -297,6 +301,8 @@ class Pipeline:
     def _process_batch(self, size: int) -> int:
         policy = self._policy()
         with self.store.write() as connection:
+            if not _take_apply_lock(connection):
+                return 0
             rows = connection.execute(
                 sa.select(alert_events.c.id, alert_events.c.payload_id, alert_events.c.alert, alert_events.c.received_at)
                 .where(alert_events.c.processed_at.is_(None))
@@ -322,6 +328,8 @@ class Pipeline:
                     for row, outcome in zip(rows, outcomes, strict=True)
                 ],
             )
+            crash_point("pipeline.before_commit")
+        crash_point("pipeline.after_commit")
         # Handed to metrics after the commit, and bounded in case no caller collects it.
         applied = [(row.received_at, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
         self._applied = [*self._applied, *applied][-10_000:]
@@ -777,6 +785,8 @@ class Pipeline:
         now = self.clock()
         settled = 0
         with self.store.write() as connection:
+            if not _take_apply_lock(connection):
+                return 0
             work = UnitOfWork(connection, self.store)
             rows = connection.execute(sa.select(alerts.c.key).where(alerts.c.flapping.is_(True))).scalars().all()
             work.preload_alerts(rows)
@@ -811,6 +821,21 @@ class Pipeline:
                     work.quieted_at[row["incident_id"]] = now
             self._finish(work, policy)
         return settled
+
+
+def _take_apply_lock(connection: sa.Connection) -> bool:
+    """Take the cluster-wide lock on applying events for this transaction, and return False when another node holds it.
+
+    On PostgreSQL this is a transaction-level advisory lock: it ends with the
+    transaction, so a node that dies frees it at once. One node applies events at a
+    time, so the events of one alert are applied in arrival order. SQLite has one
+    writer per file, so it needs no lock.
+    """
+    if connection.dialect.name != "postgresql":
+        return True
+    # Advisory locks are per database, so the key includes the schema: stores in other schemas never wait for it.
+    schema_key = sa.func.hashtext(sa.func.current_schema())
+    return connection.execute(sa.select(sa.func.pg_try_advisory_xact_lock(APPLY_LOCK_ID, schema_key))).scalar_one()
 
 
 def _record_transition(policy: Policy, alert: Alert, row: dict, now: datetime.datetime) -> tuple[list[str], bool, bool]:

@@ -83,6 +83,62 @@ def daemon_command(
             help="SQLite commit durability: normal (survives a crash) or full (survives power loss).",
         ),
     ] = "normal",
+    lease_time: Annotated[
+        str,
+        typer.Option(
+            "--lease-time",
+            envvar="IRULES_LEASE_TIME",
+            help="How long a silent node's runbook runs stay its own before another node takes them over, e.g. 30s.",
+        ),
+    ] = "30s",
+    retain_incidents: Annotated[
+        str,
+        typer.Option(
+            "--retain-incidents",
+            envvar="IRULES_RETAIN_INCIDENTS",
+            help="How long ended incidents are kept, with their alerts, timeline, notifications and runs, e.g. 90d.",
+        ),
+    ] = "90d",
+    retain_dead_letters: Annotated[
+        str,
+        typer.Option(
+            "--retain-dead-letters", envvar="IRULES_RETAIN_DEAD_LETTERS", help="How long dead letters are kept, e.g. 30d."
+        ),
+    ] = "30d",
+    retain_payloads: Annotated[
+        str,
+        typer.Option(
+            "--retain-payloads",
+            envvar="IRULES_RETAIN_PAYLOADS",
+            help="How long received payloads and their applied alert events are kept, e.g. 7d.",
+        ),
+    ] = "7d",
+    retention_every: Annotated[
+        str,
+        typer.Option(
+            "--retention-every",
+            envvar="IRULES_RETENTION_EVERY",
+            help="How often one node deletes what is past its retention period, e.g. 10m; at most every heartbeat (5 s).",
+        ),
+    ] = "10m",
+    spool: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool",
+            envvar="IRULES_SPOOL",
+            help="Folder that keeps webhook payloads while the database is unreachable "
+            "[default: <state>/spool with --state, else /var/lib/irules/spool].",
+        ),
+    ] = None,
+    spool_limit: Annotated[
+        int,
+        typer.Option(
+            "--spool-limit",
+            envvar="IRULES_SPOOL_LIMIT",
+            min=1,
+            help="Maximum bytes of payloads in the spool; beyond it, webhooks get 503 during an outage.",
+        ),
+    ] = 1024**3,
     log_format: Annotated[
         str, typer.Option("--log-format", envvar="IRULES_LOG_FORMAT", help="text or json (one JSON object per line).")
     ] = "text",
@@ -106,6 +162,7 @@ def daemon_command(
 
     from runtime import logs
     from runtime.daemon.service import Daemon, DaemonConfig
+    from runtime.retention import RetentionSettings
     from runtime.store import StoreError, database_url
 
     require_path(rules)
@@ -115,6 +172,15 @@ def daemon_command(
     if state is None and database is None:
         state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "irules"
     host, port = parse_listen(listen)
+    durations = _durations(
+        {
+            "--lease-time": lease_time,
+            "--retain-incidents": retain_incidents,
+            "--retain-dead-letters": retain_dead_letters,
+            "--retain-payloads": retain_payloads,
+            "--retention-every": retention_every,
+        }
+    )
     logs.configure(log_level, json_lines=log_format == "json")
     try:
         url = database_url(state, database)
@@ -137,12 +203,45 @@ def daemon_command(
         runbooks=not no_runbooks,
         prometheus_url=os.environ.get("IRULES_PROMETHEUS_URL") or None,
         runbook_environment=tuple(name for name in os.environ.get("IRULES_RUNBOOK_ENV", "").split(",") if name),
+        lease_s=durations["--lease-time"],
+        spool_dir=spool or (state / "spool" if database is None and state is not None else DEFAULT_SPOOL_DIR),
+        spool_limit=spool_limit,
+        retention=RetentionSettings(
+            incidents_s=durations["--retain-incidents"],
+            dead_letters_s=durations["--retain-dead-letters"],
+            payloads_s=durations["--retain-payloads"],
+            every_s=durations["--retention-every"],
+        ),
     )
     try:
         anyio.run(Daemon(config).serve, backend_options=_event_loop_options())
     except StoreError as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from error
+
+
+# The spool of a daemon on PostgreSQL without --spool; systemd's `StateDirectory=irules` creates /var/lib/irules.
+DEFAULT_SPOOL_DIR = Path("/var/lib/irules/spool")
+
+
+def _durations(texts: dict[str, str]) -> dict[str, float]:
+    """Parse each option's duration (`30s`, `15m`, `90d`) to seconds, and exit with a usage error on an invalid one."""
+    import re
+
+    from compiler.transform import duration_seconds
+
+    seconds = {}
+    for option, text in texts.items():
+        valid = re.fullmatch(r"(?:\d+(?:ms|s|m|h|d|w))+", text.strip()) is not None
+        value = duration_seconds(text.strip()) if valid else 0.0
+        if value <= 0:
+            print(
+                f"irules: invalid duration for {option}: {text!r}; use a number and a unit, such as 30s, 15m or 90d",
+                file=sys.stderr,
+            )
+            raise typer.Exit(EXIT_USAGE)
+        seconds[option] = value
+    return seconds
 
 
 def _endpoints(environ):  # type: ignore[no-untyped-def]

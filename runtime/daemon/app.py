@@ -3,7 +3,8 @@
 Webhooks respond 202 only after the payload is committed (see `writer`). A
 request that cannot become alerts gets a 4xx with the reason as JSON, a log
 line, and a dead letter when it carried a body. A storage failure gets 503,
-which Alertmanager and SNS retry.
+which Alertmanager and SNS retry. While the database is unreachable, payloads
+go to the local spool and get 202 with `"spooled": true` (see `outage`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from runtime.daemon.writer import Overloaded
 from runtime.ingest import MAX_BODY_BYTES, receive
 from runtime.pipeline import DEAD_LETTER_BODY_LIMIT, UNTRUSTED_BODY_LIMIT, UNTRUSTED_STATUSES, Accepted, record_dead_letter
 from runtime.sources.base import ALERTS, SUBSCRIPTION_CONFIRMATION, Inbound, Rejected
+from runtime.spool import SpoolFull
 
 log = logging.getLogger("irules.http")
 
@@ -111,8 +113,8 @@ async def _receive_webhook(daemon: Daemon, source: str, headers: dict[str, str],
         return await _reject(daemon, source, inbound, rejected)
     assert daemon.writer is not None
     try:
-        payload_id = await daemon.writer.submit(accepted)
-    except Overloaded as error:
+        receipt = await daemon.writer.store_or_spool(accepted)
+    except (Overloaded, SpoolFull) as error:
         daemon.metrics.payloads.labels(_metric_source(daemon, source), "failed").inc()
         log.warning("source %s: payload rejected with 503: %s", source, error)
         return 503, {"error": f"{error}; retry later"}
@@ -123,11 +125,16 @@ async def _receive_webhook(daemon: Daemon, source: str, headers: dict[str, str],
     metric_source = _metric_source(daemon, source)
     daemon.metrics.payloads.labels(metric_source, "accepted").inc()
     daemon.metrics.alerts.labels(metric_source).inc(len(outcome.alerts))
+    payload_id = receipt.payload_id if receipt.spool_id is None else f"spool {receipt.spool_id}"
     if outcome.kind == SUBSCRIPTION_CONFIRMATION and outcome.confirm_url and daemon.config.confirm_subscriptions:
         await _confirm_subscription(outcome.confirm_url, payload_id)
     elif outcome.kind != ALERTS:
-        log.info("source %s: payload %d accepted as %s: %s", source, payload_id, outcome.kind, outcome.note or "no alerts")
-    return 202, {"payload_id": payload_id, "kind": outcome.kind, "alerts": len(outcome.alerts)}
+        log.info("source %s: payload %s accepted as %s: %s", source, payload_id, outcome.kind, outcome.note or "no alerts")
+    content: dict[str, Any] = {"payload_id": receipt.payload_id, "kind": outcome.kind, "alerts": len(outcome.alerts)}
+    if receipt.spool_id is not None:
+        # Stored locally while the database is unreachable; the payload id comes when the spool drains.
+        content.update(spooled=True, spool_id=receipt.spool_id)
+    return 202, content
 
 
 async def custom_path_hook(request: Request) -> Response:
@@ -176,16 +183,16 @@ async def _reject(daemon: Daemon, source: str, inbound: Inbound, rejected: Rejec
     return rejected.status, content
 
 
-async def _confirm_subscription(url: str, payload_id: int) -> None:
+async def _confirm_subscription(url: str, payload_id: int | str | None) -> None:
     """Visit an SNS SubscribeURL that the source already checked against the allowed topics and SNS hosts."""
     import httpx
 
     try:
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
             response = await client.get(url)
-        log.info("SNS subscription confirmed for payload %d: HTTP %d", payload_id, response.status_code)
+        log.info("SNS subscription confirmed for payload %s: HTTP %d", payload_id, response.status_code)
     except httpx.HTTPError as error:
-        log.error("SNS subscription confirmation for payload %d failed: %s", payload_id, error)
+        log.error("SNS subscription confirmation for payload %s failed: %s", payload_id, error)
 
 
 # ---------------------------------------------------------------- webhooks without Starlette
@@ -260,15 +267,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Return 200 once the ruleset and the store are loaded, while the database answers a probe (cached for about a second)."""
     daemon = _daemon(request)
-    if daemon.ready and daemon.rules.policy is not None:
-        return PlainTextResponse("ready\n")
-    return PlainTextResponse("not ready: loading the ruleset and the store\n", status_code=503)
+    if not daemon.ready or daemon.rules.policy is None:
+        return PlainTextResponse("not ready: loading the ruleset and the store\n", status_code=503)
+    problem = await daemon.database_problem()
+    if problem is not None:
+        return PlainTextResponse(f"not ready: the database is unreachable: {problem}\n", status_code=503)
+    return PlainTextResponse("ready\n")
 
 
 async def status(request: Request) -> Response:
     daemon = _daemon(request)
     pending = await anyio.to_thread.run_sync(daemon._pending_events)
+    cluster = await anyio.to_thread.run_sync(daemon.cluster_status)
     from compiler.version import __version__
 
     return JSONResponse(
@@ -279,6 +291,7 @@ async def status(request: Request) -> Response:
             "rules": daemon.rules.status(),
             "store": daemon.store.engine.url.render_as_string(hide_password=True) if daemon.store else None,
             "pending_events": pending,
+            "cluster": cluster,
         }
     )
 

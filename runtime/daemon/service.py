@@ -16,14 +16,20 @@ from pathlib import Path
 
 import anyio
 import sqlalchemy as sa
+from prometheus_client import Counter
 
 from compiler.ir import BUILTIN_SOURCES, SecretRef
+from runtime.cluster import HEARTBEAT_S, Node, new_node_id
 from runtime.daemon.metrics import Metrics
+from runtime.daemon.outage import DatabaseHealth, DegradedPager, SpoolDrainer, is_unreachable
 from runtime.daemon.rules import RulesState
 from runtime.daemon.writer import Writer
 from runtime.notify.model import Endpoints
 from runtime.pipeline import Accepted, Pipeline
+from runtime.retention import RetentionSettings
 from runtime.secrets import Secrets
+from runtime.spool import DEFAULT_LIMIT_BYTES as DEFAULT_SPOOL_LIMIT
+from runtime.spool import Spool
 from runtime.store import Store
 from runtime.store.schema import alert_events, incidents, outbox
 
@@ -40,6 +46,8 @@ PIPELINE_SHARE = 0.3
 INGEST_QUIET_S = 0.25
 PIPELINE_GATHER_S = 0.1
 FLAP_CHECK_EVERY_S = 15.0
+# How long a background loop that failed because the database is unreachable waits before it starts again.
+WORKER_RESTART_S = 1.0
 
 
 @dataclass(slots=True)
@@ -60,6 +68,12 @@ class DaemonConfig:
     runbooks: bool = True
     prometheus_url: str | None = None
     runbook_environment: tuple[str, ...] = ()
+    # Seconds a silent node's runbook run leases stay its own (`--lease-time`).
+    lease_s: float = 30.0
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    # Where payloads go while the database is unreachable (`--spool`), and its size limit in bytes.
+    spool_dir: Path | None = None
+    spool_limit: int = DEFAULT_SPOOL_LIMIT
 
 
 class Daemon:
@@ -86,6 +100,17 @@ class Daemon:
         self.run_manager = None
         self._stop_workers = anyio.Event()
         self._workers = 0
+        self.node: Node | None = None
+        self.spool: Spool | None = None
+        self.health: DatabaseHealth | None = None
+        self.drainer: SpoolDrainer | None = None
+        self.pager: DegradedPager | None = None
+        self.retention_deleted = Counter(
+            "irules_retention_deleted",
+            "Rows deleted by retention, by table.",
+            ["table"],
+            registry=self.metrics.registry,
+        )
 
     # ------------------------------------------------------------ state
 
@@ -130,14 +155,86 @@ class Daemon:
             lambda: Store.open(self.config.database_url, durability=self.config.durability)
         )
         log.info("store open: %s", self.store.engine.url.render_as_string(hide_password=True))
+        listen = f"{self.config.host}:{self.config.port}"
+        self.node = Node(self.store, new_node_id(self.config.host, self.config.port), listen, self.config.lease_s)
+        await anyio.to_thread.run_sync(self.node.register, _utc_now())
         loaded = await anyio.to_thread.run_sync(self.rules.reload)
         self.metrics.reloads.labels("ok" if loaded else "failed").inc()
         if not loaded:
             raise SystemExit(f"irules daemon: the rules in {self.config.rules} have errors; fix them and start again")
         self.warn_about_configuration()
-        self.writer = Writer(self.store, on_commit=self.wake_pipeline)
+        await self._open_spool()
+        self.writer = Writer(
+            self.store, on_commit=self.wake_pipeline, spool=self.spool, health=self.health, on_spool=self._page_degraded
+        )
         self.pipeline = Pipeline(self.store, self.rules.current)
         self.ready = True
+
+    async def _open_spool(self) -> None:
+        """Open the spool folder; a folder that cannot be written stops the start, because no fallback would survive a restart."""
+        assert self.store is not None
+        self.health = DatabaseHealth(self.store)
+        folder = self.config.spool_dir
+        if folder is None and self.store.is_sqlite:
+            folder = Path(self.store.engine.url.database or ".").parent / "spool"
+        if folder is None:
+            log.warning("no spool folder (--spool); webhooks get 503 while the database is unreachable")
+            return
+        try:
+            self.spool = await anyio.to_thread.run_sync(Spool.open, folder, self.config.spool_limit)
+        except OSError as error:
+            raise SystemExit(
+                f"irules daemon: cannot use the spool folder {folder}: {error.strerror or error}; "
+                "pass --spool DIR with a writable folder"
+            ) from error
+        if self.spool.pending:
+            log.warning("spool %s has %d payloads from an earlier run; they drain now", folder, self.spool.pending)
+        self.drainer = SpoolDrainer(self.spool, self.store, self.health, self.wake_pipeline)
+        self.health.on_recovery.append(self.drainer.wake)
+
+    async def database_problem(self) -> str | None:
+        """Return why the database is unreachable, or None while it answers."""
+        return None if self.health is None else await self.health.check()
+
+    def _page_degraded(self, item: Accepted) -> None:
+        if self.pager is not None:
+            self.pager.enqueue(item)
+
+    def _start_degraded_pages(self, client: object) -> None:
+        """Build the pager that sends degraded pages while the database is unreachable."""
+        from runtime.notify.channels import send
+
+        async def send_one(outbound, settings):  # type: ignore[no-untyped-def]
+            return await send(
+                outbound,
+                secrets=lambda name: self.secrets().get(name),
+                client=client,  # type: ignore[arg-type]
+                endpoints=self.config.endpoints,
+                settings=settings,
+            )
+
+        self.pager = DegradedPager(self.rules.current, send_one)
+        assert self.health is not None
+        self.health.on_recovery.append(self.pager.reset)
+
+    async def _unless_unreachable(self, function, default: int) -> int:  # type: ignore[no-untyped-def]
+        """Run `function` in a worker thread; while the database is unreachable, note it and return `default`."""
+        try:
+            return await anyio.to_thread.run_sync(function)
+        except Exception as error:
+            if self.health is None or not is_unreachable(error):
+                raise
+            self.health.report_failure(error)
+            return default
+
+    def _pending_events_if_reachable(self) -> int:
+        try:
+            return self._pending_events()
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            log.warning("stopping without applying stored events, because the database is unreachable")
+            return 0
 
     # ------------------------------------------------------------ background work
 
@@ -196,12 +293,13 @@ class Daemon:
                     # Payloads are arriving: let a few more come, so the batch is worth its transaction.
                     await anyio.sleep(PIPELINE_GATHER_S)
             started = time.monotonic()
-            applied = await anyio.to_thread.run_sync(self._process_and_measure)
+            applied = await self._unless_unreachable(self._process_and_measure, 0)
             spent = time.monotonic() - started
             self._backlog = applied >= PIPELINE_BATCH
             if time.monotonic() - last_flap_check > FLAP_CHECK_EVERY_S:
                 last_flap_check = time.monotonic()
-                await anyio.to_thread.run_sync(self.pipeline.settle_flapping)
+                if await anyio.to_thread.run_sync(self._claim_job, "pipeline.settle_flapping", FLAP_CHECK_EVERY_S):
+                    await self._unless_unreachable(self.pipeline.settle_flapping, 0)
             if self._stopping and applied == 0:
                 return
             if applied and not self._stopping and time.monotonic() - self._last_commit < INGEST_QUIET_S:
@@ -247,7 +345,20 @@ class Daemon:
         """Run a loop that ends when `_stop_workers` is set, counting it while it runs."""
         self._workers += 1
         try:
-            await run(self._stop_workers)
+            while True:
+                try:
+                    await run(self._stop_workers)
+                    return
+                except Exception as error:
+                    # A loop that failed because the database went away starts again, so that the
+                    # daemon keeps serving and catches up by itself when the database is back.
+                    if self.health is None or self._stop_workers.is_set() or not _only_unreachable(error):
+                        raise
+                    self.health.report_failure(_first_leaf(error))
+                    log.warning(
+                        "%s stopped because the database is unreachable; restarting it in %g s", _loop_name(run), WORKER_RESTART_S
+                    )
+                    await anyio.sleep(WORKER_RESTART_S)
         finally:
             self._workers -= 1
 
@@ -309,6 +420,7 @@ class Daemon:
             policy=self.rules.current,
         )
         self.slack_bot.on_incident_change = self.incident_changed
+        self.outbox.periodic = self._claim_job
         self.slack_bot.approvals = self._slack_approval
         from runtime.runbooks.manager import RunManager
         from runtime.runbooks.steps import RunnerSettings
@@ -318,7 +430,55 @@ class Daemon:
             self.rules.current,
             client,  # type: ignore[arg-type]
             RunnerSettings(prometheus_url=self.config.prometheus_url, environment=self.config.runbook_environment),
+            node_id=self.node.id if self.node is not None else "local",
+            lease_s=self.config.lease_s,
         )
+
+    # ------------------------------------------------------------ cluster
+
+    def _claim_job(self, name: str, every_s: float) -> bool:
+        """Return whether this node runs the periodic job `name` now; see `runtime.cluster.claim_job`."""
+        if self.node is None:
+            return True
+        return self.node.claim_job(name, every_s, _utc_now())
+
+    async def run_cluster(self, stop: anyio.Event) -> None:
+        """Heartbeat this node, and run retention when this node holds its turn, until `stop` is set."""
+        assert self.node is not None
+        while not stop.is_set():
+            try:
+                await anyio.to_thread.run_sync(self.node.heartbeat, _utc_now())
+                if await anyio.to_thread.run_sync(self._claim_job, "retention", self.config.retention.every_s):
+                    await anyio.to_thread.run_sync(self.run_retention, _utc_now())
+            except sa.exc.OperationalError as error:
+                log.warning("node heartbeat failed; retrying in %.0f s: %s", HEARTBEAT_S, error.orig)
+            with anyio.move_on_after(HEARTBEAT_S):
+                await stop.wait()
+
+    def run_retention(self, now: datetime.datetime) -> dict[str, int]:
+        """Delete what is past its retention period, count it on /metrics, and return the rows deleted per table."""
+        from runtime.retention import purge
+
+        assert self.store is not None
+        deleted = purge(self.store, self.config.retention, now, self.rules.policy)
+        for table, count in deleted.items():
+            if count:
+                self.retention_deleted.labels(table).inc(count)
+        return deleted
+
+    def cluster_status(self) -> dict[str, object]:
+        """Return this node's id and the nodes whose heartbeat is within the lease time, for `/status`."""
+        if self.node is None:
+            return {"node": None, "nodes": []}
+        alive = self.node.alive(_utc_now())
+        return {"node": self.node.id, "lease_s": self.node.lease_s, "nodes": [node.to_json() for node in alive]}
+
+    def _unregister(self) -> None:
+        assert self.node is not None
+        try:
+            self.node.unregister()
+        except sa.exc.OperationalError as error:
+            log.warning("removing this node from the node registry failed; it expires by its heartbeat: %s", error.orig)
 
     async def serve(self) -> None:
         import httpx
@@ -330,6 +490,7 @@ class Daemon:
         assert self.writer is not None
         client = httpx.AsyncClient(timeout=self.config.endpoints.timeout_s, follow_redirects=False, trust_env=False)
         self._start_notifications(client)
+        self._start_degraded_pages(client)
         config = uvicorn.Config(
             build_app(self),
             host=self.config.host,
@@ -344,12 +505,17 @@ class Daemon:
         async with anyio.create_task_group() as group:
             group.start_soon(self.writer.run)
             group.start_soon(self.run_pipeline)
+            if self.drainer is not None:
+                group.start_soon(self._worker, self.drainer.run)
+            group.start_soon(self._worker, self.run_cluster)
             assert self.outbox is not None
             assert self.notifier is not None
             assert self.slack_bot is not None
             if self.config.notify:
                 group.start_soon(self._worker, self.notifier.run)
                 group.start_soon(self._worker, self.outbox.run)
+                if self.spool is not None:
+                    group.start_soon(self._worker, self.pager.run)
             group.start_soon(self._worker, self.slack_bot.run)
             if self.config.runbooks:
                 group.start_soon(self._worker, self.run_manager.run)
@@ -364,7 +530,7 @@ class Daemon:
             self.writer.close()
             self._wakeup.set()
             with anyio.move_on_after(30):
-                while self._pending_events():
+                while self._pending_events_if_reachable():
                     await anyio.sleep(0.05)
             self._stop_workers.set()
             if self.notifier is not None:
@@ -375,9 +541,29 @@ class Daemon:
                 await self._workers_stopped()
             group.cancel_scope.cancel()
         await client.aclose()
+        if self.node is not None:
+            await anyio.to_thread.run_sync(self._unregister)
         if self.store is not None:
             self.store.close()
         log.info("stopped")
+
+
+def _only_unreachable(error: BaseException) -> bool:
+    """Return whether `error`, or every error of an exception group, means that the database is unreachable."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_unreachable(inner) for inner in error.exceptions)
+    return is_unreachable(error)
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def _loop_name(run) -> str:  # type: ignore[no-untyped-def]
+    owner = getattr(run, "__self__", None)
+    return type(owner).__name__ if owner is not None else getattr(run, "__name__", "a background loop")
 
 
 def _utc_now() -> datetime.datetime:

@@ -6,6 +6,9 @@ then wakes each request with its payload id or the error. A request gets its
 2xx only after that commit, so a 2xx always means stored, while many
 concurrent senders cost one commit instead of one each.
 
+While the database is unreachable, `store_or_spool` appends payloads to the
+local spool instead (see `runtime.daemon.outage`).
+
 When nothing waits and the SQLite writer is free, a request with a small
 payload commits it itself, on the event loop. Waking the writer task and being
 woken by it would cost about 80,000 instructions of a one-alert webhook's
@@ -21,7 +24,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from runtime.daemon.outage import DatabaseHealth, is_unreachable
+from runtime.faults import crash_point
 from runtime.pipeline import Accepted, accept, accept_if_free
+from runtime.spool import Spool
 from runtime.store import Store
 
 log = logging.getLogger("irules.writer")
@@ -43,6 +49,14 @@ class _Pending:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Destination of an accepted payload: the store (`payload_id`) or the spool (`spool_id`)."""
+
+    payload_id: int | None = None
+    spool_id: str | None = None
+
+
 class Overloaded(Exception):
     """The writer takes no payload now, because its queue is full or it is closed.
 
@@ -51,14 +65,60 @@ class Overloaded(Exception):
 
 
 class Writer:
-    def __init__(self, store: Store, on_commit: Callable[[list[Accepted]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_commit: Callable[[list[Accepted]], None] | None = None,
+        *,
+        spool: Spool | None = None,
+        health: DatabaseHealth | None = None,
+        on_spool: Callable[[Accepted], None] | None = None,
+    ) -> None:
         self.store = store
         self._on_commit = on_commit
+        assert spool is None or health is not None, "a spool needs a DatabaseHealth to know when to use it"
+        self._spool = spool
+        self._health = health
+        self._on_spool = on_spool
         self._queue: deque[_Pending] = deque()
         self._wakeup = anyio.Event()
         self._closed = False
         # True while the writer task stores a batch, which payloads must not overtake.
         self._storing = False
+
+    async def store_or_spool(self, item: Accepted) -> Receipt:
+        """Store `item`, or spool it while the database is unreachable or the spool has older payloads.
+
+        Raises:
+            Overloaded: the writer's queue is full or the daemon is stopping.
+            SpoolFull: the database is unreachable and the spool has no room.
+        """
+        if self._spool is None or self._health is None:
+            return Receipt(payload_id=await self.submit(item))
+        if self._spool.pending or self._health.problem is not None:
+            return await self._to_spool(item)
+        try:
+            return Receipt(payload_id=await self.submit(item))
+        except Overloaded:
+            raise
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            self._health.report_failure(error)
+            return await self._to_spool(item)
+
+    async def _to_spool(self, item: Accepted) -> Receipt:
+        assert self._spool is not None
+        data = self._spool.encode(item)
+        spool_id = self._spool.reserve(len(data))
+        try:
+            await anyio.to_thread.run_sync(self._spool.write, spool_id, data)
+        except BaseException:
+            self._spool.release(len(data), spool_id)
+            raise
+        if self._on_spool is not None:
+            self._on_spool(item)
+        return Receipt(spool_id=spool_id)
 
     async def submit(self, item: Accepted) -> int:
         """Store `item` durably and return its payload id; raise what storing raised."""
@@ -69,8 +129,8 @@ class Writer:
         if not self._queue and not self._storing and len(item.outcome.alerts) <= INLINE_ALERTS:
             try:
                 ids = accept_if_free(self.store, [item])
-            except Exception:
-                log.exception("storing a payload failed; its sender gets 503")
+            except Exception as error:
+                self._log_failure(error, 1)
                 raise
             if ids is not None:
                 self._committed([item])
@@ -111,7 +171,7 @@ class Writer:
                 # or the store is PostgreSQL: wait in a worker thread.
                 ids = await anyio.to_thread.run_sync(accept, self.store, items)
         except Exception as error:
-            log.exception("storing %d payloads failed; their senders get 503", len(batch))
+            self._log_failure(error, len(batch))
             for pending in batch:
                 pending.error = error
                 pending.done.set()
@@ -121,7 +181,14 @@ class Writer:
             pending.done.set()
         self._committed(items)
 
+    def _log_failure(self, error: Exception, count: int) -> None:
+        if self._spool is not None and is_unreachable(error):
+            # The payloads go to the spool, and `DatabaseHealth` logs the outage once.
+            return
+        log.exception("storing %d payloads failed; their senders get 503", count)
+
     def _committed(self, items: list[Accepted]) -> None:
+        crash_point("ingest.after_commit")
         if self._on_commit is not None:
             self._on_commit(items)
 

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from compiler import ir
 from compiler.transform import duration_text
+from runtime.faults import crash_point
 from runtime.incidents import ENDED
 from runtime.notify import planner
 from runtime.policy import Policy
@@ -153,28 +154,46 @@ def fire_due(store: Store, policy: Policy, now: datetime.datetime, render: plann
     fired = 0
     while True:
         with store.write() as connection:
+            # On PostgreSQL each node locks the due timers it reads and skips those another
+            # node has locked, so the nodes of a cluster fire disjoint sets of timers.
             due = (
                 connection.execute(
                     sa.select(timers)
                     .where(timers.c.status == "pending", timers.c.due_at <= now)
                     .order_by(timers.c.due_at, timers.c.id)
                     .limit(FIRE_BATCH)
+                    .with_for_update(skip_locked=True)
                 )
                 .mappings()
                 .all()
             )
+            done = 0
             for timer in due:
                 if _fire(connection, policy, render, timer, now):
-                    fired += 1
-        if len(due) < FIRE_BATCH:
+                    done += 1
+        fired += done
+        if due:
+            crash_point("timer.after_commit")
+        if len(due) < FIRE_BATCH or done == 0:
             return fired
 
 
 def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, timer: Any, now: datetime.datetime) -> bool:
     """Fire one timer and queue its messages in the caller's transaction.
 
-    Returns False when another worker fired the timer first.
+    Returns False when another worker fired the timer first, or when another
+    transaction holds its incident (an acknowledgement, say): the timer then stays
+    pending for the next call. Waiting for the incident while this transaction holds
+    timer rows could deadlock with an acknowledgement, which locks the incident
+    first and then cancels its timers.
     """
+    incident_row = (
+        connection.execute(sa.select(incidents).where(incidents.c.id == timer["incident_id"]).with_for_update(skip_locked=True))
+        .mappings()
+        .first()
+    )
+    if incident_row is None:
+        return False
     claimed = connection.execute(
         timers.update().where(timers.c.id == timer["id"], timers.c.status == "pending").values(status="fired", done_at=now)
     ).rowcount
@@ -182,7 +201,7 @@ def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, t
         return False
 
     step = timer["data"]
-    incident = dict(connection.execute(sa.select(incidents).where(incidents.c.id == timer["incident_id"])).mappings().one())
+    incident = dict(incident_row)
     outcome = _skip_reason(step, incident)
     if outcome is not None:
         connection.execute(timers.update().where(timers.c.id == timer["id"]).values(status="skipped", outcome=outcome))
@@ -244,6 +263,7 @@ def _fire(connection: sa.Connection, policy: Policy, render: planner.Renderer, t
         )
     connection.execute(timers.update().where(timers.c.id == timer["id"]).values(outcome=f"{message}; {queued} messages queued"))
     log.info("incident %s: %s; %d messages queued (%.1f s after due)", incident["key"], message, queued, late)
+    crash_point("timer.before_commit")
     return True
 
 

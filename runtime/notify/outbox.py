@@ -40,6 +40,7 @@ import httpx
 import sqlalchemy as sa
 
 from compiler import ir
+from runtime.faults import crash_point
 from runtime.incidents import ENDED
 from runtime.notify.model import DELIVERED, FAILED, RETRY, Delivery, Endpoints, Outbound
 from runtime.store import Store
@@ -212,6 +213,10 @@ class Outbox:
         # Time of each endpoint's last digest. While its storm lasts, foldable messages wait for the next digest.
         self._last_digest: dict[str, datetime.datetime] = {}
         self._wakeup = anyio.Event()
+        # Decides whether this process runs a periodic job now: `(name, every_s) -> bool`.
+        # Several daemons on one database set it to a cluster-wide claim, so the
+        # reaper of expired leases runs on one of them per period.
+        self.periodic: Callable[[str, float], bool] = lambda _name, _every_s: True
 
     # ------------------------------------------------------------ loop
 
@@ -227,7 +232,7 @@ class Outbox:
                 if anyio.current_time() - released_at > RELEASE_EVERY_S:
                     # Rows whose sender died, in this process or another, go back into the queue.
                     released_at = anyio.current_time()
-                    await anyio.to_thread.run_sync(self.release_expired)
+                    await anyio.to_thread.run_sync(self._release_when_due)
                 claimed = await anyio.to_thread.run_sync(self.claim)
                 for item in claimed:
                     self._busy.add(item.endpoint)
@@ -279,6 +284,12 @@ class Outbox:
                 .values(status="pending", lease_until=None, next_attempt_at=now)
             ).rowcount
 
+    def _release_when_due(self) -> int:
+        """Run `release_expired` when this process holds the reaper's turn, and return how many rows it released."""
+        if not self.periodic("outbox.release_expired", RELEASE_EVERY_S):
+            return 0
+        return self.release_expired()
+
     def claim(self) -> list[Claimed]:
         """Lease the next due row, or a digest, of every idle endpoint whose rate limit and breaker allow a message now."""
         now = self.clock()
@@ -296,9 +307,10 @@ class Outbox:
             waiting: dict[str, list[Any]] = {}
             for row in rows:
                 waiting.setdefault(row["endpoint"], []).append(row)
+            sending = _endpoints_sending(connection, now) if waiting else set()
             claimed: list[Claimed] = []
             for endpoint, queue in waiting.items():
-                if endpoint in self._busy or not self._breaker(endpoint).allows(now):
+                if endpoint in self._busy or endpoint in sending or not self._breaker(endpoint).allows(now):
                     continue
                 item = self._claim_first(connection, endpoint, queue, now)
                 if item is not None:
@@ -341,11 +353,15 @@ class Outbox:
         """
         if row["cancel_on"] is None or row["incident_id"] is None:
             return True
+        # Skip the row while another transaction holds its incident (an acknowledgement, say):
+        # that one may be waiting for a row this claim has leased, so waiting here could deadlock.
         incident = connection.execute(
             sa.select(incidents.c.status, incidents.c.acknowledged_at)
             .where(incidents.c.id == row["incident_id"])
-            .with_for_update()
-        ).one()
+            .with_for_update(skip_locked=True)
+        ).first()
+        if incident is None:
+            return False
         ended = incident.status in ENDED
         acknowledged = incident.acknowledged_at is not None
         if ended or (row["cancel_on"] == "acknowledged" and acknowledged):
@@ -400,7 +416,21 @@ class Outbox:
         return connection.execute(sa.select(incidents.c.key).where(incidents.c.id == incident_id)).scalar()
 
     def _fold(self, connection: sa.Connection, rows: list[Any], now: datetime.datetime) -> Claimed | None:
-        """Replace waiting messages of one endpoint with one leased digest row and return it."""
+        """Replace waiting messages of one endpoint with one leased digest row and return it.
+
+        Returns None when another worker has locked or folded all of them first.
+        """
+        # Lock the rows before folding them, so two daemons never fold the same rows.
+        locked = set(
+            connection.execute(
+                sa.select(outbox.c.id)
+                .where(outbox.c.id.in_([row["id"] for row in rows]), outbox.c.status == "pending")
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        rows = [row for row in rows if row["id"] in locked]
+        if not rows:
+            return None
         ids = [row["id"] for row in rows]
         summary = connection.execute(
             sa.select(incidents.c.id, incidents.c.key, incidents.c.title, incidents.c.severity, incidents.c.status).where(
@@ -474,12 +504,15 @@ class Outbox:
 
     async def deliver(self, item: Claimed) -> Delivery:
         """Send one claimed row, record the outcome and return it."""
+        crash_point("outbox.after_lease")
         try:
             delivery = await self._send(item.outbound)
         except Exception as error:  # A bug in a sender must not stop the worker or lose the row.
             log.exception("outbox row %d (%s): the %s sender failed", item.id, item.endpoint, item.channel)
             delivery = Delivery(RETRY, f"sender error: {type(error).__name__}")
+        crash_point("outbox.after_send")
         await anyio.to_thread.run_sync(self.record, item, delivery)
+        crash_point("outbox.after_record")
         return delivery
 
     async def _send(self, outbound: Outbound) -> Delivery:
@@ -584,6 +617,19 @@ class Outbox:
 
 
 # ---------------------------------------------------------------- digests
+
+
+def _endpoints_sending(connection: sa.Connection, now: datetime.datetime) -> set[str]:
+    """Return the endpoints with a message being sent under an unexpired lease, by any process.
+
+    Each endpoint gets one message at a time across all daemons on the database, so a
+    Slack thread's first message still goes first.
+    """
+    return set(
+        connection.execute(
+            sa.select(outbox.c.endpoint).where(outbox.c.status == "sending", outbox.c.lease_until > now).distinct()
+        ).scalars()
+    )
 
 
 def _foldable(row: Any) -> bool:

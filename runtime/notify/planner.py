@@ -220,12 +220,15 @@ def queue_due(store: Store, policy: Policy, now: datetime.datetime, render: Rend
     queued = 0
     while True:
         with store.write() as connection:
+            # On PostgreSQL each node locks the due groups it reads and skips those another node
+            # has locked, so each group's message is queued by one node.
             groups = (
                 connection.execute(
                     sa.select(notification_groups)
                     .where(notification_groups.c.due_at <= now)
                     .order_by(notification_groups.c.due_at, notification_groups.c.id)
                     .limit(QUEUE_BATCH)
+                    .with_for_update(skip_locked=True)
                 )
                 .mappings()
                 .all()

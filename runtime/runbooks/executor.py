@@ -61,6 +61,7 @@ import anyio.abc
 from compiler import ir
 from compiler.evaluate import condition_holds
 from compiler.transform import duration_text as format_duration
+from runtime.faults import crash_point
 from runtime.runbooks.graph import StepGraph, build_step_graph
 from runtime.runbooks.model import (
     CANCELLED,
@@ -418,7 +419,9 @@ class _Run:
         attempt = first
         while True:
             await self._record(step.name, RUNNING, attempt=attempt, operation=operation)
+            crash_point("step.before_start")
             outcome = await self._attempt(step, operation)
+            crash_point("step.after_exit")
             if outcome.ok:
                 return _Ending(SUCCEEDED, attempt, outcome, outcome.detail, ran=True)
             if not (may_retry and outcome.retryable and attempt < last):
@@ -465,6 +468,7 @@ class _Run:
     async def _conclude(self, step: ir.Step, ending: _Ending) -> None:
         name = step.name
         await self._record(name, ending.state, attempt=ending.attempt, outcome=ending.outcome, detail=ending.detail)
+        crash_point("step.after_outcome")
         if ending.state != SKIPPED:
             outcome = ending.outcome or StepOutcome(ok=ending.state == SUCCEEDED, detail=ending.detail)
             self.step_values[name] = outcome.as_step_values()

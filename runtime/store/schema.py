@@ -59,6 +59,10 @@ payloads = sa.Table(
     sa.Column("alert_count", sa.Integer, nullable=False),
     sa.Column("details", sa.JSON, nullable=False),
     sa.Column("replay_of", sa.Integer, nullable=True),
+    # Set when the payload was first written to a node's local spool while the database was
+    # unreachable, so draining the spool twice stores it once.
+    sa.Column("spool_id", sa.String(200), nullable=True, unique=True),
+    sa.Index("ix_payloads_received_at", "received_at"),
 )
 
 # The normalised alerts of each payload, in arrival order. The pipeline claims the
@@ -185,6 +189,7 @@ dead_letters = sa.Table(
     sa.Column("payload_id", sa.Integer, nullable=True),
     sa.Column("replayed_at", UtcDateTime, nullable=True),
     sa.Column("replay_outcome", sa.Text, nullable=True),
+    sa.Index("ix_dead_letters_received_at", "received_at"),
 )
 
 # Named counters, such as the incident number of each year.
@@ -314,6 +319,9 @@ runbook_runs = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
     # Started with `--auto-approve-safe`: approvals of read-only and low-risk steps are granted at once.
     sa.Column("auto_approve", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The node that executes the run while `lease_until` is in the future. Another node
+    # takes the run over only after the lease expired.
+    sa.Column("lease_owner", sa.String(200), nullable=True),
     sa.Index("ix_runbook_runs_incident_id", "incident_id"),
     sa.Index("ix_runbook_runs_status", "status"),
     sa.Index("ix_runbook_runs_runbook_id_created_at", "runbook_id", "created_at"),
@@ -354,4 +362,29 @@ approvals = sa.Table(
     sa.Column("note", sa.Text, nullable=True),
     sa.UniqueConstraint("run_id", "step", "kind"),
     sa.Index("ix_approvals_status", "status"),
+)
+
+# The daemons sharing this database. A node inserts its row at start and moves
+# `heartbeat_at` forward while it runs; a node silent for longer than the lease
+# time is taken for dead, and its leases may be taken over.
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("listen", sa.String(200), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=False),
+    sa.Index("ix_nodes_heartbeat_at", "heartbeat_at"),
+)
+
+# Periodic jobs that one node of the cluster runs per period. A node runs a job
+# when its conditional update moves `next_run_at` forward; the other nodes see
+# the new value and skip it.
+cluster_jobs = sa.Table(
+    "cluster_jobs",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("next_run_at", UtcDateTime, nullable=False),
+    sa.Column("last_node", sa.String(200), nullable=True),
+    sa.Column("last_run_at", UtcDateTime, nullable=True),
 )

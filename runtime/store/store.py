@@ -29,6 +29,8 @@ log = logging.getLogger("irules.store")
 
 DATABASE_FILE = "irules.db"
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# Key of the PostgreSQL advisory lock held while migrating.
+MIGRATION_LOCK_ID = 0x6972756D
 
 
 class StoreError(Exception):
@@ -95,6 +97,10 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         with self.write() as connection:
+            if not self.is_sqlite:
+                # Daemons starting together on one PostgreSQL database migrate one after another.
+                schema_key = sa.func.hashtext(sa.func.current_schema())
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID, schema_key)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

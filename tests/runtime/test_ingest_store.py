@@ -121,8 +121,8 @@ def test_sqlite_statements_cover_schema_columns() -> None:
     def named(statement: str) -> set[str]:
         return {name.strip() for name in statement.split("(", 1)[1].split(")", 1)[0].split(",")}
 
-    # Columns the pipeline fills later, and the keys SQLite assigns.
-    later = {"id", "processed_at", "outcome"}
+    # Columns the pipeline fills later, the keys SQLite assigns, and the spool id that only a drained spool sets.
+    later = {"id", "processed_at", "outcome", "spool_id"}
     assert named(_SQLITE_INSERT_PAYLOAD) == set(payloads.c.keys()) - later
     assert named(_SQLITE_INSERT_EVENT) == set(alert_events.c.keys()) - later
 
