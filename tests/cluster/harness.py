@@ -119,19 +119,31 @@ def start_cluster(
     escalate_after: str = "1h",
     extra_args: tuple[str, ...] = (),
     extra_environment: dict[str, str] | None = None,
+    extra_rules: str = "",
+    tag_senders: bool = False,
 ) -> Iterator[Cluster]:
-    """Start `nodes` daemons on `database_url` and stop them with SIGTERM at the end."""
+    """Start `nodes` daemons on `database_url` and stop them with SIGTERM at the end.
+
+    `extra_rules` is appended to the rules file. With `tag_senders`, each node gets
+    its own secrets folder whose `WEBHOOK_URL` ends in `?node=<index>`, so the
+    query of each request the receiver records names the node that sent it.
+    """
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
-    (rules / "rules.irules").write_text(RULES.replace("ESCALATE_AFTER", escalate_after), encoding="utf-8")
-    secrets = tmp_path / "secrets"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "WEBHOOK_URL").write_text(receiver.webhook_url + "\n", encoding="utf-8")
+    text = RULES.replace("ESCALATE_AFTER", escalate_after) + extra_rules
+    (rules / "rules.irules").write_text(text, encoding="utf-8")
+    secret_folders = []
+    for index in range(nodes):
+        secrets = tmp_path / (f"secrets-{index}" if tag_senders else "secrets")
+        secrets.mkdir(exist_ok=True)
+        url = receiver.webhook_url + (f"?node={index}" if tag_senders else "")
+        (secrets / "WEBHOOK_URL").write_text(url + "\n", encoding="utf-8")
+        secret_folders.append(secrets)
     daemons = [
         DaemonProcess(
             rules,
             tmp_path / f"state-{index}",
-            secrets_dir=secrets,
+            secrets_dir=secret_folders[index],
             allow_unauthenticated=True,
             extra_args=("--database", database_url, "--no-watch", *extra_args),
             extra_environment=extra_environment,
