@@ -429,15 +429,19 @@ async def run_process(
     for index, argument in enumerate(command):
         _check_text(argument, f"argument {index}")
     operation = {"argv": list(command)}
+    environment = child_environment(env_allowlist)
+    missing = _missing_program(command[0], environment, cwd)
+    if missing is not None:
+        return StepOutcome(ok=False, detail=f"could not start `{command[0]}`: {missing}", operation=operation, retryable=False)
 
     try:
         process = await anyio.open_process(
-            command,
+            _dies_with_parent(command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            env=child_environment(env_allowlist),
+            env=environment,
             start_new_session=True,
         )
     except OSError as error:  # not found, not executable, or the argv is too long for the kernel
@@ -470,6 +474,45 @@ async def run_process(
     return StepOutcome(
         ok=code in exit_codes, output=output.text(), exit_code=code, detail=_exit_detail(code), operation=operation
     )
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    """Return util-linux's `setpriv`, which can give a program a parent-death signal, or None when it is absent."""
+    import shutil
+
+    found = shutil.which("setpriv", path=os.defpath + os.pathsep + os.environ.get("PATH", ""))
+    if found is None:
+        log.warning("setpriv (util-linux) not found: a program still runs when the daemon that started it is killed")
+    return found
+
+
+def _dies_with_parent(command: list[str]) -> list[str]:
+    """Return the argv that runs `command` so that the kernel kills it when the daemon dies, even by SIGKILL.
+
+    `setpriv --pdeathsig KILL` sets the signal and then replaces itself with the
+    program, so the program keeps its pid and its process group. Without it, a
+    program that a killed daemon started would run on while another node takes
+    the run over, and a retry could run it a second time alongside.
+    """
+    setpriv = _setpriv()
+    return command if setpriv is None else [setpriv, "--pdeathsig", "KILL", "--", *command]
+
+
+def _missing_program(program: str, environment: Mapping[str, str], cwd: str | os.PathLike[str] | None) -> str | None:
+    """Return why `program` cannot be started (as the kernel would word it), or None when it can.
+
+    Checked before starting, because through `setpriv` a missing program is an exit
+    status rather than an error of the start itself.
+    """
+    import shutil
+
+    if os.sep in program:
+        path = program if cwd is None or os.path.isabs(program) else os.path.join(cwd, program)
+        if not os.path.exists(path):
+            return os.strerror(2)
+        return None if os.access(path, os.X_OK) and not os.path.isdir(path) else os.strerror(13)
+    return None if shutil.which(program, path=environment.get("PATH", os.defpath)) else os.strerror(2)
 
 
 def child_environment(names: Collection[str] = DEFAULT_ENV) -> dict[str, str]:

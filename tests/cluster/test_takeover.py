@@ -42,9 +42,19 @@ runbook mark "Append a line to the marker file" {
 }
 """
 PROGRAM = (
-    "import sys, time; marker = open(sys.argv[1], 'a+'); print('ran', file=marker, flush=True); "
+    "import os, sys, time; print(os.getpid(), file=open(sys.argv[1] + '.pid', 'a'), flush=True); "
+    "marker = open(sys.argv[1], 'a+'); print('ran', file=marker, flush=True); "
     f"marker.seek(0); time.sleep({STEP_SLEEP_S} if len(marker.readlines()) == 1 else 0)"
 )
+
+
+def running(pid: int) -> bool:
+    """Return whether process `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 def kill_node(daemon: DaemonProcess) -> None:
@@ -120,7 +130,12 @@ def test_node_killed_mid_step(tmp_path: Path, postgres_schema_url: str, fake_saa
         assert owner in nodes
         assert run_state() == ("running", "running", 1)
 
+        (first_pid,) = (int(line) for line in Path(f"{marker}.pid").read_text(encoding="utf-8").split())
+        assert running(first_pid)
         kill_node(nodes[owner])
+        # The kernel kills the program with the daemon that started it (setpriv --pdeathsig), so a
+        # retry cannot run beside a first run that is still going.
+        wait_for(lambda: not running(first_pid), "the killed node's program to die with it", timeout_s=5)
         # Another node takes the run over once the lease has expired, and leaves the step to a person.
         wait_for(lambda: run_state() == ("waiting", "interrupted", 1), "the step interrupted")
         successor = cluster.scalar("SELECT lease_owner FROM runbook_runs")
