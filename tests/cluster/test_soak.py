@@ -125,7 +125,8 @@ def test_tables_and_memory_level_off_at_the_retention(tmp_path: Path, receiver: 
     assert "retention" in log
     middle = [sample for sample in samples if CHURN_S / 3 <= sample[0] < 2 * CHURN_S / 3]
     last = [sample for sample in samples if sample[0] >= 2 * CHURN_S / 3]
-    assert len(middle) >= 4 and len(last) >= 4, samples
+    assert len(middle) >= 4, samples
+    assert len(last) >= 4, samples
     for table in TABLES:
         peak_middle = max(sample[2][table] for sample in middle)
         peak_last = max(sample[2][table] for sample in last)
