@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from runtime.notify.render import TEXTS as NOTIFICATION_TEXTS
+
 LOCALES = ("en", "de")
 
 TEXTS: dict[str, dict[str, Any]] = {
@@ -101,17 +103,6 @@ TEXTS: dict[str, dict[str, Any]] = {
         "session": "{provider} session {session}, linked by {by} at {at}",
         "similar_resolved": "Resolved by {by} at {at}",
         "triggers": {"manual": "manual", "auto": "automatic", "automatic": "automatic", "assist": "assisted diagnosis"},
-        "severities": {"critical": "Critical", "high": "High", "medium": "Medium", "low": "Low"},
-        "unclassified": "Unclassified",
-        "statuses": {
-            "detected": "Detected",
-            "triaged": "Triaged",
-            "investigating": "Investigating",
-            "mitigating": "Mitigating",
-            "resolved": "Resolved",
-            "closed": "Closed",
-        },
-        "alert_statuses": {"firing": "firing", "resolved": "resolved"},
         "step_states": {
             "pending": "pending",
             "running": "running",
@@ -279,17 +270,6 @@ TEXTS: dict[str, dict[str, Any]] = {
         "session": "Sitzung {session} von {provider}, verknüpft von {by} am {at}",
         "similar_resolved": "Behoben von {by} am {at}",
         "triggers": {"manual": "manuell", "auto": "automatisch", "automatic": "automatisch", "assist": "assistierte Diagnose"},
-        "severities": {"critical": "Kritisch", "high": "Hoch", "medium": "Mittel", "low": "Niedrig"},
-        "unclassified": "Nicht eingestuft",
-        "statuses": {
-            "detected": "Erkannt",
-            "triaged": "Eingestuft",
-            "investigating": "In Untersuchung",
-            "mitigating": "Gegenmaßnahmen laufen",
-            "resolved": "Behoben",
-            "closed": "Abgeschlossen",
-        },
-        "alert_statuses": {"firing": "aktiv", "resolved": "behoben"},
         "step_states": {
             "pending": "ausstehend",
             "running": "läuft",
@@ -370,6 +350,10 @@ TEXTS: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+# Severities and states are named as notifications name them, so that both read alike.
+for _locale, _texts in TEXTS.items():
+    _texts.update({key: NOTIFICATION_TEXTS[_locale][key] for key in ("severities", "unclassified", "statuses", "alert_statuses")})
 
 _TIME_FORMATS = {"en": "%Y-%m-%d %H:%M:%S UTC", "de": "%d.%m.%Y %H:%M:%S UTC"}
 # Units of days, hours, minutes and seconds.
