@@ -89,7 +89,7 @@ def accept(store: Store, batch: Sequence[Accepted]) -> list[int]:
             assert connection is not None
             return _insert_sqlite(connection, batch)
     with store.write() as connection:
-        return [_insert_payload(connection, item) for item in batch]
+        return [insert_payload(connection, item) for item in batch]
 
 
 def accept_if_free(store: Store, batch: Sequence[Accepted]) -> list[int] | None:
@@ -181,8 +181,9 @@ _INSERT_PAYLOAD = payloads.insert()
 _INSERT_EVENT = alert_events.insert()
 
 
-def _insert_payload(connection: sa.Connection, item: Accepted) -> int:
-    # Statements built once and given their values at execution, so SQLAlchemy finds them in its compiled cache.
+def insert_payload(connection: sa.Connection, item: Accepted) -> int:
+    """Insert one payload and its alert events in the caller's transaction, and return the payload id."""
+    # The statements are built once, so SQLAlchemy finds them in its compiled cache.
     outcome = item.outcome
     payload_id = connection.execute(
         _INSERT_PAYLOAD,
@@ -833,7 +834,8 @@ def _take_apply_lock(connection: sa.Connection) -> bool:
     """
     if connection.dialect.name != "postgresql":
         return True
-    # Advisory locks are per database, so the key includes the schema: stores in other schemas never wait for it.
+    # Advisory locks are per database, so the key includes a hash of the schema name. Stores in other
+    # schemas share the lock only when their names collide in `hashtext`.
     schema_key = sa.func.hashtext(sa.func.current_schema())
     return connection.execute(sa.select(sa.func.pg_try_advisory_xact_lock(APPLY_LOCK_ID, schema_key))).scalar_one()
 

@@ -32,7 +32,7 @@ import orjson
 import sqlalchemy as sa
 
 from runtime.alerts import Alert
-from runtime.pipeline import Accepted, _insert_payload, kept_headers
+from runtime.pipeline import Accepted, insert_payload, kept_headers
 from runtime.sources.base import Inbound, Outcome
 from runtime.store import Store
 from runtime.store.schema import payloads
@@ -210,7 +210,7 @@ def store_entry(store: Store, entry: SpoolEntry) -> tuple[int, bool]:
         found = connection.execute(sa.select(payloads.c.id).where(payloads.c.spool_id == entry.spool_id)).scalar()
         if found is not None:
             return found, False
-        payload_id = _insert_payload(connection, entry.accepted)
+        payload_id = insert_payload(connection, entry.accepted)
         connection.execute(payloads.update().where(payloads.c.id == payload_id).values(spool_id=entry.spool_id))
         return payload_id, True
 

@@ -296,3 +296,29 @@ class DaemonProcess:
         response = self.client.get("/api/v1/dead-letters")
         assert response.status_code == 200, response.text
         return response.json()["dead_letters"]
+
+
+def alertmanager_webhook(name: str, labels: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> bytes:
+    """Return an Alertmanager webhook body (version 4) with one firing alert."""
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": name, **labels},
+        "annotations": dict(annotations or {}),
+        "startsAt": "2026-03-08T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": "",
+    }
+    body = {
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "ops",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example.com",
+        "alerts": [alert],
+    }
+    return json.dumps(body).encode()

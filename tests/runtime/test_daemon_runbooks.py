@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runtime.store.store import DATABASE_FILE
-from tests.runtime.daemon_process import DaemonProcess, run_cli
+from tests.runtime.daemon_process import DaemonProcess, alertmanager_webhook, run_cli
 
 RULES = """
 settings {
@@ -64,29 +64,7 @@ def wait_for(check: Callable[[], bool], description: str) -> None:
 
 
 def alert_body(name: str, **labels: str) -> bytes:
-    alert = {
-        "status": "firing",
-        "labels": {"alertname": name, **labels},
-        "annotations": {},
-        "startsAt": "2026-03-08T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "",
-        "fingerprint": "",
-    }
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": "{}:{}",
-            "truncatedAlerts": 0,
-            "status": "firing",
-            "receiver": "ops",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager.example.com",
-            "alerts": [alert],
-        }
-    ).encode()
+    return alertmanager_webhook(name, labels)
 
 
 def run_state(state: Path) -> dict:

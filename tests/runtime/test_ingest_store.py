@@ -20,10 +20,10 @@ from runtime.pipeline import (
     _SQLITE_INSERT_PAYLOAD,
     Accepted,
     _alert_text,
-    _insert_payload,
     _sqlite_time,
     accept,
     accept_if_free,
+    insert_payload,
 )
 from runtime.sources.base import Inbound, Outcome
 from runtime.store import Store, database_url
@@ -99,7 +99,7 @@ def test_sqlite_path_stores_what_sqlalchemy_stores(sqlite_store: Store, referenc
 
     ids = accept(sqlite_store, batch)
     with reference_store.write() as connection:
-        reference_ids = [_insert_payload(connection, item) for item in batch]
+        reference_ids = [insert_payload(connection, item) for item in batch]
 
     assert ids == reference_ids == [1, 2, 3]
     fast, reference = raw_rows(sqlite_store, "payloads"), raw_rows(reference_store, "payloads")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ import pytest
 from runtime.daemon.app import build_app
 from runtime.daemon.service import Daemon, DaemonConfig
 from tests.runtime.conftest import postgres_schema_url, store, store_url  # noqa: F401
+from tests.runtime.daemon_process import alertmanager_webhook
 
 RULES = """
 settings {
@@ -82,28 +82,7 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def alertmanager_body(name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> bytes:
     """Return an Alertmanager webhook body with one firing alert."""
-    alert = {
-        "status": "firing",
-        "labels": {"alertname": name, **labels},
-        "annotations": annotations or {},
-        "startsAt": "2026-03-08T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "",
-        "fingerprint": "",
-    }
-    body = {
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "ops",
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example.com",
-        "alerts": [alert],
-    }
-    return json.dumps(body).encode()
+    return alertmanager_webhook(name, labels, annotations)
 
 
 def csrf_of(html: str) -> str:
