@@ -166,7 +166,7 @@ def start_receiver() -> tuple[ThreadingHTTPServer, Receiver]:
 
 @dataclass
 class Store:
-    """Where one phase's daemons keep their state: a SQLite folder, or a PostgreSQL schema."""
+    """The state of one phase's daemons: a SQLite folder, or a PostgreSQL schema."""
 
     engine_name: str
     folder: Path

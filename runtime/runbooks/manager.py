@@ -174,7 +174,7 @@ class RunManager:
                 result = await run_stored(self.store, self.policy(), run_id, RealClock(), self.client, self.settings)
             except Exception:
                 # The run stays active in the store and in `active`, so this node keeps its lease and does not
-                # retry it in a loop; a bug in one run must not stop the others. It is resumed at the next start.
+                # retry it in a loop. The exception is caught because a bug in one run must not stop the others.
                 log.exception("run %d failed in the executor; it is resumed at the next start", run_id)
                 self._scopes.pop(run_id, None)
                 return

@@ -241,9 +241,8 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
-# JSON columns are encoded by `json_text` and decoded by orjson, which is several times
-# faster than the json module that SQLAlchemy uses by default; the pipeline writes a
-# few JSON values per alert.
+# JSON columns are encoded by `json_text` and decoded by orjson, because the pipeline writes
+# a few JSON values per alert and orjson is several times faster than the json module.
 _JSON_CODEC: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": orjson.loads}
 
 

@@ -12,7 +12,7 @@ from compiler.api import check_path, check_text
 from compiler.rule_tests import run_tests
 
 REPO = Path(__file__).resolve().parents[2]
-# Rules projects only: examples/ also holds deployment files, such as the systemd unit.
+# Rules projects only, because examples/ also contains deployment files such as the systemd unit.
 EXAMPLES = sorted(path for path in (REPO / "examples").iterdir() if path.is_dir() and any(path.glob("*.irules")))
 
 # Lines 1-22: the policy. Tests start on line 24.

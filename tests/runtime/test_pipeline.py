@@ -453,9 +453,9 @@ def _grouping(store: Store) -> list[tuple[str, str, list[str]]]:
     return [(row["key"], row["correlation"], sorted(members[row["id"]])) for row in all_incidents(store)]
 
 
-def test_a_batch_groups_as_alerts_one_at_a_time_would(store: Store, tmp_path: Path, policy: Policy) -> None:
-    # The batch reads the open incidents of all its correlation keys in one query and
-    # indexes related incidents by label values; alerts one at a time read them one by one.
+def test_batch_grouping_matches_one_at_a_time(store: Store, tmp_path: Path, policy: Policy) -> None:
+    # A batch reads the open incidents of all its correlation keys in one query and indexes
+    # related incidents by label values. Alerts applied one at a time read them one by one.
     later = T0 + datetime.timedelta(minutes=1)
     earlier = [fire("Down", T0, cluster="eu-1", service="checkout", instance="e1")]
     batch = [

@@ -358,7 +358,7 @@ def _strings(value: object) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def test_a_resolved_alert_ends_when_its_sender_said() -> None:
+def test_alert_end_is_senders_ends_at() -> None:
     # The start is the sender's `startsAt`, so the end must be its `endsAt`, not when irules
     # received the resolution (a replayed fixture would otherwise seem to fire for years).
     from runtime.reports.postmortem import _alert

@@ -26,7 +26,7 @@ from tests.targets.amtool import check_config, requires_amtool, route_receivers_
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((Path(__file__).parent / "amconfigs").glob("*.yml"))
 SHARED_CONFIG = REPO.parent / "shared" / "fixtures" / "alertmanager-config" / "alertmanager-v0.25.yml"
-# Rules projects only: examples/ also holds deployment files, such as the systemd unit.
+# Rules projects only, because examples/ also contains deployment files such as the systemd unit.
 EXAMPLES = sorted(path for path in (REPO / "examples").iterdir() if path.is_dir() and any(path.glob("*.irules")))
 LABEL_SETS_PER_CONFIG = 200
 LABEL_SETS_PER_EXAMPLE = 100
