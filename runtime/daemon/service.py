@@ -298,12 +298,21 @@ class Daemon:
             self._backlog = applied >= PIPELINE_BATCH
             if time.monotonic() - last_flap_check > FLAP_CHECK_EVERY_S:
                 last_flap_check = time.monotonic()
-                if await anyio.to_thread.run_sync(self._claim_job, "pipeline.settle_flapping", FLAP_CHECK_EVERY_S):
-                    await self._unless_unreachable(self.pipeline.settle_flapping, 0)
+                await self._unless_unreachable(self._settle_flapping_in_turn, 0)
             if self._stopping and applied == 0:
                 return
             if applied and not self._stopping and time.monotonic() - self._last_commit < INGEST_QUIET_S:
                 await anyio.sleep(spent * (1 - PIPELINE_SHARE) / PIPELINE_SHARE)
+
+    def _settle_flapping_in_turn(self) -> int:
+        """Settle flapping alerts when this node claims the job's turn, and return how many stopped flapping.
+
+        The claim is a database write too, so it runs where an outage is caught, not beside it.
+        """
+        assert self.pipeline is not None
+        if not self._claim_job("pipeline.settle_flapping", FLAP_CHECK_EVERY_S):
+            return 0
+        return self.pipeline.settle_flapping()
 
     def _process_and_measure(self) -> int:
         assert self.pipeline is not None
