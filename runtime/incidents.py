@@ -184,21 +184,15 @@ def _ending(store: Store, reference: str, on: str | None, now: datetime.datetime
 
 def _stop_escalation(connection: sa.Connection, row: Any, on: str, actor: str, now: datetime.datetime) -> None:
     """Cancel what `on` ends, make the incident's receivers due, and note both on the timeline."""
-    from runtime.notify.escalation import cancel
+    from runtime.notify.escalation import cancel, cancellation_entry
     from runtime.notify.planner import mark_due_now
 
     stopped, withdrawn = cancel(connection, row["id"], on, now)
     mark_due_now(connection, row["id"], now)
-    if stopped or withdrawn:
-        add_timeline(
-            connection,
-            row["id"],
-            now,
-            "escalation.cancelled",
-            actor,
-            f"Escalation stopped: {stopped} pending steps and {withdrawn} unsent messages cancelled",
-            {"on": on, "steps": stopped, "messages": withdrawn},
-        )
+    entry = cancellation_entry(connection, row["id"], on, stopped, withdrawn)
+    if entry is not None:
+        message, data = entry
+        add_timeline(connection, row["id"], now, "escalation.cancelled", actor, message, data)
 
 
 def update(store: Store, reference: str, change: Change, actor: str, now: datetime.datetime) -> dict[str, Any]:

@@ -454,16 +454,10 @@ class Pipeline:
                 escalation.schedule(connection, policy, work.incident(incident_id), at)
         for incident_id, at in sorted(work.resolved.items()):
             stopped, withdrawn = escalation.cancel(connection, incident_id, "resolved", at)
-            if stopped or withdrawn:
-                incident_ops.add_timeline(
-                    connection,
-                    incident_id,
-                    at,
-                    "escalation.cancelled",
-                    "irules",
-                    f"Escalation stopped: {stopped} pending steps and {withdrawn} unsent messages cancelled",
-                    {"on": "resolved", "steps": stopped, "messages": withdrawn},
-                )
+            entry = escalation.cancellation_entry(connection, incident_id, "resolved", stopped, withdrawn)
+            if entry is not None:
+                message, data = entry
+                incident_ops.add_timeline(connection, incident_id, at, "escalation.cancelled", "irules", message, data)
         if work.touched:
             planner.mark_due(connection, policy, work.touched)
         for incident_id, alert in sorted(work.opened_by.items()):

@@ -135,6 +135,36 @@ def cancel(
     return stopped, withdrawn
 
 
+def cancellation_entry(
+    connection: sa.Connection, incident_id: int, on: str, stopped: int, withdrawn: int
+) -> tuple[str, dict[str, object]] | None:
+    """Return the timeline message and data for what `cancel` ended, or None when it ended nothing.
+
+    After an acknowledgement, timers that wait for the resolution still run; the
+    message says how many, so that nobody reads "stopped" as "nothing more will happen".
+    """
+    if not stopped and not withdrawn:
+        return None
+    remaining = 0
+    if on == "acknowledged":
+        remaining = connection.execute(
+            sa.select(sa.func.count()).where(
+                timers.c.incident_id == incident_id, timers.c.status == "pending", timers.c.kind == UNRESOLVED
+            )
+        ).scalar_one()
+    cause = "Acknowledged" if on == "acknowledged" else "Resolved"
+    message = f"{cause}: {_count(stopped, 'escalation step')} and {_count(withdrawn, 'unsent message')} cancelled"
+    if remaining == 1:
+        message += "; 1 step that waits for the resolution still runs"
+    elif remaining:
+        message += f"; {remaining} steps that wait for the resolution still run"
+    return message, {"on": on, "steps": stopped, "messages": withdrawn, "remaining": remaining}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def sending(connection: sa.Connection, incident_id: int, on: str, now: datetime.datetime) -> int:
     """Return the number of messages that `on` would cancel and that are being sent now, with an unexpired lease."""
     ends = ["acknowledged"] if on == "acknowledged" else ["acknowledged", "resolved"]

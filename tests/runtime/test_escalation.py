@@ -285,7 +285,12 @@ def test_acknowledgement_cancels_unacknowledged_steps_only(harness) -> None:
     assert sorted(row["data"]["action"] for row in cancelled) == ["escalate", "escalate", "page"]
     entry = h.timeline("escalation.cancelled")[0]
     assert entry["actor"] == "alice"
-    assert entry["data"] == {"on": "acknowledged", "steps": 3, "messages": 0}
+    # The two `notify` steps that wait for the resolution fired after the acknowledgement,
+    # and the timeline says so instead of "escalation stopped".
+    assert entry["data"] == {"on": "acknowledged", "steps": 3, "messages": 0, "remaining": 2}
+    assert entry["message"] == (
+        "Acknowledged: 3 escalation steps and 0 unsent messages cancelled; 2 steps that wait for the resolution still run"
+    )
 
 
 def test_resolution_cancels_every_step(harness) -> None:
@@ -296,6 +301,10 @@ def test_resolution_cancels_every_step(harness) -> None:
     h.run_for(100 * MINUTE, step=MINUTE)
     assert [action for action, _due, _done in fired_steps(h)] == ["page"]
     assert {row["status"] for row in h.timers()} == {"fired", "cancelled"}
+    (entry,) = h.timeline("escalation.cancelled")
+    cancelled = sum(1 for row in h.timers() if row["status"] == "cancelled")
+    assert entry["data"] == {"on": "resolved", "steps": cancelled, "messages": 0, "remaining": 0}
+    assert entry["message"] == f"Resolved: {cancelled} escalation steps and 0 unsent messages cancelled"
 
 
 def test_reopened_incident_escalates_from_first_step(harness) -> None:
