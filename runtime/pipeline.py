@@ -614,6 +614,10 @@ class Pipeline:
             ends_at=alert.ends_at or now,
             resolved_at=now,
             last_seen=now,
+            # Sources that key alerts by identity (a CloudWatch alarm ARN, an Azure alert id)
+            # send the state as a label, which must read OK once resolved. A resolution that
+            # carries fewer labels than the firing alert keeps the ones it leaves out.
+            labels={**row["labels"], **alert.labels},
             annotations=alert.annotations or row["annotations"],
             transitions=transitions,
             flapping=flapping,

@@ -331,6 +331,8 @@ def test_cloudwatch_forms_share_alarm_identity(scenario: Scenario):
     assert alert["labels"]["region"] == "us-east-1"
     assert alert["labels"]["metric"] == "AWS/EC2:CPUUtilization"
     assert alert["labels"]["dimension_AutoScalingGroupName"] == "web-asg"
+    # The OK that resolved the alarm is its latest state.
+    assert alert["labels"]["cloudwatch_state"] == "OK"
     # ALARM carries no sender severity, so the classifier's fallback applies.
     assert (incident["severity"], incident["severity_source"]) == ("medium", "fallback")
     # The EventBridge OK resolves it, and with it the incident.
@@ -607,6 +609,46 @@ def test_openapi_documents_every_route(scenario: Scenario):
     }
     assert served - documented == set()
     assert documented - served == set()
+
+
+def strict_schema(schema: Any, document: dict[str, Any]) -> Any:
+    """Return `schema` with its `$ref`s resolved and no undeclared properties allowed, so an undocumented field fails."""
+    if isinstance(schema, list):
+        return [strict_schema(item, document) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        return strict_schema(document["components"]["schemas"][name], document)
+    strict = {key: strict_schema(value, document) for key, value in schema.items()}
+    if "properties" in strict:
+        strict.setdefault("additionalProperties", False)
+    return strict
+
+
+def test_status_matches_openapi_schema(scenario: Scenario):
+    from jsonschema import Draft202012Validator
+
+    document = scenario.daemon.client.get("/openapi.json").json()
+    response = document["paths"]["/status"]["get"]["responses"]["200"]
+    schema = strict_schema(response["content"]["application/json"]["schema"], document)
+    status = scenario.daemon.status()
+
+    errors = [f"{list(error.path)}: {error.message}" for error in Draft202012Validator(schema).iter_errors(status)]
+    assert errors == []
+    assert len(status["cluster"]["nodes"]) == 1
+
+
+def test_undocumented_status_field_fails_schema(scenario: Scenario):
+    from jsonschema import Draft202012Validator
+
+    document = scenario.daemon.client.get("/openapi.json").json()
+    response = document["paths"]["/status"]["get"]["responses"]["200"]
+    schema = strict_schema(response["content"]["application/json"]["schema"], document)
+    status = scenario.daemon.status()
+    status["cluster"]["nodes"][0]["undocumented"] = 1
+
+    assert not Draft202012Validator(schema).is_valid(status)
 
 
 def test_health_endpoints(scenario: Scenario):
