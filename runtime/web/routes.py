@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import shutil
 import urllib.parse
@@ -32,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from runtime import incidents as incident_ops
 from runtime.web import pages, reading
 from runtime.web.graph import draw_svg, run_dot
+from runtime.web.lockout import FailedLogins
 from runtime.web.session import (
     COOKIE,
     MAX_AGE_S,
@@ -111,6 +113,15 @@ def web_routes() -> list[BaseRoute]:
 
 def _daemon(request: Request) -> Any:
     return request.app.state.daemon
+
+
+def _failed_logins(request: Request) -> FailedLogins:
+    """Return the app's record of failed logins, made at the first login attempt."""
+    state = request.app.state
+    limiter = getattr(state, "failed_logins", None)
+    if limiter is None:
+        limiter = state.failed_logins = FailedLogins()
+    return limiter
 
 
 def _key(request: Request) -> bytes:
@@ -456,9 +467,20 @@ async def _login(request: Request, visitor: Visitor, form: dict[str, str]) -> Re
         return RedirectResponse(target, status_code=303)
     name = clean_actor(form.get("name", ""))
     given = form.get("token", "")
+    client = request.client.host if request.client else "unknown"
+    limiter = _failed_logins(request)
+    wait_s = limiter.retry_after(client)
+    if wait_s is not None:
+        seconds = math.ceil(wait_s)
+        log.warning("web login rejected: too many wrong tokens from %s; retry allowed in %d s", client, seconds)
+        problem = f"too many wrong tokens from your address: try again in {seconds} s"
+        values = {"next": target, "problem": problem, "name": form.get("name", "")[:100]}
+        response = pages.render(request, visitor, "login.html", values, status=429)
+        response.headers["Retry-After"] = str(seconds)
+        return response
     problem, status = None, 200
     if not hmac.compare_digest(given.encode(), token.encode()):
-        client = request.client.host if request.client else "unknown"
+        limiter.failed(client)
         log.warning("web login failed: wrong API token from %s", client)
         problem, status = "wrong token: give the daemon's API token (IRULES_API_TOKEN)", 401
     elif name is None:
@@ -466,6 +488,7 @@ async def _login(request: Request, visitor: Visitor, form: dict[str, str]) -> Re
     if problem is not None:
         values = {"next": target, "problem": problem, "name": form.get("name", "")[:100]}
         return pages.render(request, visitor, "login.html", values, status=status)
+    limiter.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     # A new session, with a new CSRF token, so a token seen before the login is worth nothing after it.
     _set_cookie(request, response, new_session(_now_s(), actor=name))

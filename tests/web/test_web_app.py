@@ -15,6 +15,7 @@ from runtime.daemon.service import DaemonConfig
 from runtime.runbooks import runs
 from runtime.runbooks.runs import StoreJournal
 from runtime.store.schema import approvals
+from runtime.web.lockout import DEFAULT_LIMIT, DEFAULT_WINDOW_S
 from runtime.web.pages import CONTENT_SECURITY_POLICY
 from runtime.web.session import COOKIE
 from tests.web.conftest import HOSTILE_LABEL, HOSTILE_SUMMARY, Served, csrf_of, serving
@@ -395,6 +396,20 @@ def test_login_with_wrong_token_is_rejected(token_config: DaemonConfig) -> None:
         response = await log_in(served, "mallory", "not-the-token")
         assert response.status_code == 401
         assert "wrong token" in response.text
+        assert (await served.client.get("/ui/")).status_code == 303
+
+    run(token_config, check)
+
+
+def test_wrong_tokens_lock_address_out(token_config: DaemonConfig) -> None:
+    async def check(served: Served) -> None:
+        for _ in range(DEFAULT_LIMIT):
+            assert (await log_in(served, "mallory", "not-the-token")).status_code == 401
+        # Locked out: even the right token is not compared until the window has passed.
+        refused = await log_in(served, "alice", TOKEN)
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= DEFAULT_WINDOW_S
+        assert "too many wrong tokens" in refused.text
         assert (await served.client.get("/ui/")).status_code == 303
 
     run(token_config, check)
