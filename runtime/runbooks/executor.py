@@ -43,7 +43,9 @@ before the executor acts on it. The protocol is async so that a journal
 backed by the store can write in a worker thread without blocking the event
 loop and without losing that order. The writes are shielded from
 cancellation, so a step that finished as the deadline passed is still
-recorded as finished.
+recorded as finished. A write that raises (the store's journal raises
+`LeaseLost` once another node took the run over) ends the run's task group,
+so the run stops without writing its end.
 """
 
 from __future__ import annotations
@@ -224,9 +226,9 @@ async def execute_run(
     Raises:
         ValueError: the runbook's step graph is invalid, or the journal has a
             step the runbook lacks.
-        ExceptionGroup: the runner raised, or returned a decision of the wrong
-            kind. The step stays RUNNING or WAITING in the journal, so a
-            resumed run treats it as cut short.
+        ExceptionGroup: the runner or the journal raised, or the runner
+            returned a decision of the wrong kind. The step stays RUNNING or
+            WAITING in the journal, so a resumed run treats it as cut short.
     """
     run = _Run(build_step_graph(runbook), runner, journal, clock, values)
     resumed = run.restore(await journal.snapshot())
@@ -237,7 +239,9 @@ async def execute_run(
             await run.resume(resumed)
             run.start_ready_steps()
 
-    if deadline.cancelled_caught:
+    # `cancel_called`, not `cancelled_caught`: a resumed run whose deadline passed before it resumed
+    # starts no step, so nothing is cancelled and caught, yet the run did not succeed.
+    if deadline.cancel_called:
         assert runbook.timeout_s is not None, "a run without a timeout has no deadline to pass"
         state, detail = RUN_CANCELLED, f"deadline of {format_duration(runbook.timeout_s)} passed"
     elif run.failure is not None:

@@ -10,9 +10,22 @@ cancels its task at once. Another node then takes the run over and resumes it
 from its journal, where a mutating step found `running` waits for a person's
 decision instead of running again.
 
-NOTE: a node that stalls for longer than the lease time (a stopped process, a
-long garbage-collection pause) can still write one step result after another
-node took the run over, because step writes do not check `lease_owner`.
+Every write of a run's progress is fenced on the lease as well
+(`runs.check_lease`, in the write's own transaction). A node that stalled past
+the lease time (a stopped process, a long pause) may wake with a step result
+in hand before its renewal notices the loss. Its write then raises `LeaseLost`
+and writes nothing, and the run's task stops here.
+
+A run whose task failed because the database was unreachable leaves this
+node's active runs. The scan leases it again once the database responds (a
+lease this node holds counts as free) and resumes it from its journal, with no
+restart. A run that failed for any other reason stays leased here until the
+next start, so a bug does not restart it in a loop.
+
+NOTE: the fence covers writes to the store, not the world outside. A node that
+stalls after writing a step's `running` state and before starting its program
+or request can still start that operation once when it wakes; its outcome is
+then rejected.
 """
 
 from __future__ import annotations
@@ -25,9 +38,10 @@ import anyio
 import httpx
 import sqlalchemy as sa
 
+from runtime.daemon.outage import describe, is_unreachable
 from runtime.policy import Policy
 from runtime.runbooks.clock import RealClock
-from runtime.runbooks.runs import ACTIVE
+from runtime.runbooks.runs import ACTIVE, LeaseLost
 from runtime.runbooks.steps import RunnerSettings, run_stored
 from runtime.store import Store
 from runtime.store.schema import runbook_runs
@@ -68,6 +82,8 @@ class RunManager:
         self.active: set[int] = set()
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._wakeup = anyio.Event()
+        # Whether the last scan failed because the database is unreachable, so an outage is logged once.
+        self._scan_failing = False
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -146,7 +162,7 @@ class RunManager:
                 if anyio.current_time() - renewed_at >= renew_every:
                     renewed_at = anyio.current_time()
                     await self._renew()
-                for run_id in await anyio.to_thread.run_sync(self.claim_free_runs):
+                for run_id in await self._claim():
                     self.active.add(run_id)
                     group.start_soon(self._execute, run_id)
                 with anyio.move_on_after(min(SCAN_EVERY_S, renew_every)):
@@ -154,6 +170,22 @@ class RunManager:
                 self._wakeup = anyio.Event()
             # Steps in flight are cancelled. Their journal records them as running, so the next start resumes them.
             group.cancel_scope.cancel()
+
+    async def _claim(self) -> list[int]:
+        """Lease the free runs, or none while the database is unreachable, so the runs executing here go on."""
+        try:
+            claimed = await anyio.to_thread.run_sync(self.claim_free_runs)
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            if not self._scan_failing:
+                log.warning("leasing runbook runs failed because the database is unreachable: %s; retrying", describe(error))
+            self._scan_failing = True
+            return []
+        if self._scan_failing:
+            log.info("leasing runbook runs works again")
+            self._scan_failing = False
+        return claimed
 
     async def _renew(self) -> None:
         try:
@@ -168,17 +200,50 @@ class RunManager:
                 scope.cancel()
 
     async def _execute(self, run_id: int) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes[run_id] = scope
-            try:
-                result = await run_stored(self.store, self.policy(), run_id, RealClock(), self.client, self.settings)
-            except Exception:
-                # The run stays active in the store and in `active`, so this node keeps its lease and does not
-                # retry it in a loop. The exception is caught because a bug in one run must not stop the others.
-                log.exception("run %d failed in the executor; it is resumed at the next start", run_id)
-                self._scopes.pop(run_id, None)
-                return
-            if result is not None:
-                log.info("run %d ended %s: %s", run_id, result.state, result.detail)
-        self._scopes.pop(run_id, None)
-        self.active.discard(run_id)
+        kept_here = False
+        try:
+            with anyio.CancelScope() as scope:
+                self._scopes[run_id] = scope
+                try:
+                    result = await run_stored(
+                        self.store, self.policy(), run_id, RealClock(), self.client, self.settings, lease_owner=self.node_id
+                    )
+                except Exception as error:
+                    # Caught because a failure of one run must not stop the others.
+                    kept_here = _log_failure(run_id, error)
+                    return
+                if result is not None:
+                    log.info("run %d ended %s: %s", run_id, result.state, result.detail)
+        finally:
+            # Also when the loop is cancelled: a loop that the daemon starts again must be able to lease the run.
+            self._scopes.pop(run_id, None)
+            if not kept_here:
+                self.active.discard(run_id)
+
+
+def _log_failure(run_id: int, error: Exception) -> bool:
+    """Log why run `run_id` stopped with `error`, and return True when it stays leased here until the next start."""
+    leaves = _leaf_errors(error)
+    lost = next((leaf for leaf in leaves if isinstance(leaf, LeaseLost)), None)
+    if lost is not None:
+        log.warning(
+            "run %d: lease lost to node %s; stopping it here without writing its progress", run_id, lost.holder or "(none)"
+        )
+        return False
+    if all(is_unreachable(leaf) for leaf in leaves):
+        log.warning(
+            "run %d stopped because the database is unreachable: %s; it resumes from its journal once the database responds",
+            run_id,
+            describe(leaves[0]),
+        )
+        return False
+    # The run stays active in the store and in `active`, so this node keeps its lease and does not retry it in a loop.
+    log.error("run %d failed in the executor; it is resumed at the next start", run_id, exc_info=error)
+    return True
+
+
+def _leaf_errors(error: BaseException) -> list[BaseException]:
+    """Return the exceptions inside `error`, with nested exception groups flattened."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaf_errors(inner)]
+    return [error]

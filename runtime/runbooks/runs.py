@@ -2,7 +2,9 @@
 
 A run row exists before its first step acts, and every step's state is
 written before the executor acts on it (see `StoreJournal`), so the store
-always shows how far a run got. An approval or a decision about an
+always shows how far a run got. In the daemon, each of these writes is
+fenced on the node's run lease (`check_lease`), so a node that lost the lease
+while it stalled cannot write after the node that took the run over. An approval or a decision about an
 interrupted step is a row in `approvals`, answered through the CLI, the API or
 Slack, and read by the waiting run.
 """
@@ -47,6 +49,38 @@ TIMELINE_OUTPUT = 500
 
 class RunRefused(Exception):
     """A run that may not start now: its concurrency key is taken or its rate limit is reached."""
+
+
+class LeaseLost(Exception):
+    """A write of a run's progress rejected because the writing node no longer holds the run's lease."""
+
+    def __init__(self, run_id: int, owner: str, holder: str | None) -> None:
+        super().__init__(f"run {run_id}: node {owner} no longer holds the run's lease (held by {holder or 'no node'})")
+        self.run_id = run_id
+        self.owner = owner
+        self.holder = holder
+
+
+def check_lease(connection: sa.Connection, run_id: int, lease_owner: str | None) -> None:
+    """Lock the run's row in the caller's transaction and raise `LeaseLost` unless `lease_owner` holds its lease.
+
+    `lease_owner` None is the mode without a lease (`irules test-runbook`, tests that
+    execute a run directly), and checks nothing. The no-op update takes the row lock
+    that a takeover's conditional update of `lease_owner` needs too. So either the
+    takeover commits first and this check fails, or the takeover waits for this
+    transaction and then reads its writes from the journal.
+    """
+    if lease_owner is None:
+        return
+    held = connection.execute(
+        runbook_runs.update()
+        .where(runbook_runs.c.id == run_id, runbook_runs.c.lease_owner == lease_owner)
+        .values(lease_owner=lease_owner)
+    ).rowcount
+    if held:
+        return
+    holder = connection.execute(sa.select(runbook_runs.c.lease_owner).where(runbook_runs.c.id == run_id)).scalar()
+    raise LeaseLost(run_id, lease_owner, holder)
 
 
 def concurrency_key(runbook: ir.Runbook, incident_id: int | None, values: dict[str, Any]) -> str:
@@ -235,9 +269,15 @@ def remediate(
     return results
 
 
-def finish_run(store: Store, run_id: int, state: str, detail: str, now: datetime.datetime) -> None:
-    """Write a run's end, free its concurrency key, and note the end on the incident's timeline."""
+def finish_run(
+    store: Store, run_id: int, state: str, detail: str, now: datetime.datetime, *, lease_owner: str | None = None
+) -> None:
+    """Write a run's end, free its concurrency key, and note the end on the incident's timeline.
+
+    With `lease_owner`, nothing is written unless that node still holds the run's lease (see `check_lease`).
+    """
     with store.write() as connection:
+        check_lease(connection, run_id, lease_owner)
         row = connection.execute(sa.select(runbook_runs).where(runbook_runs.c.id == run_id)).mappings().one()
         connection.execute(
             runbook_runs.update()
@@ -298,11 +338,16 @@ def outcome_from_json(data: dict[str, Any] | None) -> StepOutcome | None:
 
 
 class StoreJournal:
-    """The executor's journal in the store, with a timeline entry for each step that starts, waits or ends."""
+    """The executor's journal in the store, with a timeline entry for each step that starts, waits or ends.
 
-    def __init__(self, store: Store, run_id: int) -> None:
+    With `lease_owner`, every write raises `LeaseLost` and writes nothing once that
+    node no longer holds the run's lease. Without it (None), writes are not fenced.
+    """
+
+    def __init__(self, store: Store, run_id: int, *, lease_owner: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.lease_owner = lease_owner
         with store.read() as connection:
             row = connection.execute(sa.select(runbook_runs).where(runbook_runs.c.id == run_id)).mappings().one()
         self.incident_id = row["incident_id"]
@@ -351,6 +396,7 @@ class StoreJournal:
         detail: str,
     ) -> None:
         with self.store.write() as connection:
+            check_lease(connection, self.run_id, self.lease_owner)
             existing = connection.execute(
                 sa.select(step_runs.c.id, step_runs.c.operation).where(
                     step_runs.c.run_id == self.run_id, step_runs.c.name == name
@@ -398,7 +444,9 @@ class StoreJournal:
         return message, data
 
     async def finish(self, state: str, detail: str, *, at: datetime.datetime) -> None:
-        await anyio.to_thread.run_sync(finish_run, self.store, self.run_id, state, detail, at)
+        await anyio.to_thread.run_sync(
+            lambda: finish_run(self.store, self.run_id, state, detail, at, lease_owner=self.lease_owner)
+        )
 
 
 # ---------------------------------------------------------------- approvals and decisions
@@ -413,9 +461,15 @@ def request(
     operation: dict[str, Any],
     now: datetime.datetime,
     timeout_s: float | None,
+    *,
+    lease_owner: str | None = None,
 ) -> int:
-    """Ask for an approval or a decision about `step`, once; return the request's id."""
+    """Ask for an approval or a decision about `step`, once; return the request's id.
+
+    With `lease_owner`, nothing is written unless that node still holds the run's lease (see `check_lease`).
+    """
     with store.write() as connection:
+        check_lease(connection, run_id, lease_owner)
         return request_in(connection, run_id, step, kind, team, operation, now, timeout_s)[0]
 
 
@@ -453,9 +507,15 @@ def request_in(
     return request_id, True
 
 
-def expire_if_due(store: Store, request_id: int, now: datetime.datetime) -> bool:
-    """Mark a pending approval `timed_out` when its timeout has passed, so a late answer is rejected; return True if so."""
+def expire_if_due(store: Store, request_id: int, now: datetime.datetime, *, lease_owner: str | None = None) -> bool:
+    """Mark a pending approval `timed_out` when its timeout has passed, so a late answer is rejected; return True if so.
+
+    With `lease_owner`, nothing is written unless that node still holds the run's lease (see `check_lease`).
+    """
     with store.write() as connection:
+        if lease_owner is not None:
+            run_id = connection.execute(sa.select(approvals.c.run_id).where(approvals.c.id == request_id)).scalar_one()
+            check_lease(connection, run_id, lease_owner)
         changed = connection.execute(
             approvals.update()
             .where(approvals.c.id == request_id, approvals.c.status == "pending", approvals.c.timeout_at <= now)
@@ -625,9 +685,11 @@ __all__ = [
     "APPROVAL",
     "DECISION",
     "FAILED",
+    "LeaseLost",
     "RunRefused",
     "StoreJournal",
     "answer_of",
+    "check_lease",
     "decide",
     "finish_run",
     "list_runs",

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,12 @@ class RunnerSettings:
 
 
 class StoreRunner:
-    """Performs the steps of one stored run."""
+    """Performs the steps of one stored run.
+
+    With `lease_owner`, the runner's writes (queued messages, timeline notes,
+    approval and decision requests) raise `runs.LeaseLost` and write nothing
+    once that node no longer holds the run's lease. None means no lease.
+    """
 
     def __init__(
         self,
@@ -59,10 +65,13 @@ class StoreRunner:
         clock: Clock,
         client: httpx.AsyncClient,
         settings: RunnerSettings | None = None,
+        *,
+        lease_owner: str | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.run_id = run_id
+        self.lease_owner = lease_owner
         self.clock = clock
         self.client = client
         self.settings = settings or RunnerSettings()
@@ -73,6 +82,13 @@ class StoreRunner:
         self.requested_by = row["requested_by"]
         self.runbook_id = row["runbook_id"]
         self.auto_approve = bool(row["auto_approve"])
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """Open a write transaction that raises `runs.LeaseLost` unless this node still holds the run's lease."""
+        with self.store.write() as connection:
+            runs.check_lease(connection, self.run_id, self.lease_owner)
+            yield connection
 
     # ------------------------------------------------------------ prepare
 
@@ -175,7 +191,7 @@ class StoreRunner:
 
         if self.incident_id is None:
             return StepOutcome(ok=True, detail="no incident to notify about", operation=operation)
-        with self.store.write() as connection:
+        with self._write() as connection:
             incident = dict(connection.execute(sa.select(incidents).where(incidents.c.id == self.incident_id)).mappings().one())
             queued = planner.queue_messages(
                 connection,
@@ -194,13 +210,19 @@ class StoreRunner:
             return StepOutcome(ok=True, detail="no incident", operation=operation)
         kind = operation["kind"]
         now = self.clock.now()
+        if kind in ("set", "assist"):
+            # NOTE: these write through `runtime.incidents` and the assistant, in transactions of their own,
+            # so the lease is checked just before. A node that stalls between this check and the write
+            # can still apply the change once after another node took the run over.
+            with self._write():
+                pass
         if kind == "set":
             return self._set(operation, step, now)
         if kind == "assist":
             return self._assist(operation, now)
         text = self._report_text(operation)
         message = f"Report {operation['template']}: {text}"
-        with self.store.write() as connection:
+        with self._write() as connection:
             incident_ops.add_timeline(
                 connection, self.incident_id, now, f"runbook.{kind}", f"runbook:{self.run_id}", message, {"step": step.name}
             )
@@ -271,13 +293,15 @@ class StoreRunner:
             # The executor cancels the wait when the approval's timeout passes. Marking the
             # request then makes a late answer fail instead of being recorded as granted.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(runs.expire_if_due, self.store, request_id, self.clock.now())
+                await anyio.to_thread.run_sync(
+                    lambda: runs.expire_if_due(self.store, request_id, self.clock.now(), lease_owner=self.lease_owner)
+                )
             raise
 
     def _ask(self, step: ir.Step, operation: dict[str, Any], team: str, now: datetime.datetime, timeout_s: float | None) -> int:
         """Store the approval request and, the first time, grant it under `--auto-approve-safe` or notify `team`."""
         action = self.actions.get(step.action or "") if step.kind == "call" else None
-        with self.store.write() as connection:
+        with self._write() as connection:
             request_id, new = runs.request_in(connection, self.run_id, step.name, runs.APPROVAL, team, operation, now, timeout_s)
             if new and not (self.auto_approve and auto_approvable(step, action)):
                 self._notify_approvers(connection, request_id, step, operation, team, now, timeout_s)
@@ -341,7 +365,15 @@ class StoreRunner:
     async def decide(self, step: ir.Step, record: StepRecord) -> Decision:
         request_id = await anyio.to_thread.run_sync(
             lambda: runs.request(
-                self.store, self.run_id, step.name, runs.DECISION, None, record.operation, self.clock.now(), None
+                self.store,
+                self.run_id,
+                step.name,
+                runs.DECISION,
+                None,
+                record.operation,
+                self.clock.now(),
+                None,
+                lease_owner=self.lease_owner,
             )
         )
         log.warning("run %d: step %s was running when the daemon stopped; it waits for a decision", self.run_id, step.name)
@@ -380,8 +412,15 @@ async def run_stored(
     clock: Clock,
     client: httpx.AsyncClient,
     settings: RunnerSettings | None = None,
+    *,
+    lease_owner: str | None = None,
 ) -> Any:
-    """Run or resume the stored run `run_id` to its end and return the executor's result."""
+    """Run or resume the stored run `run_id` to its end and return the executor's result.
+
+    With `lease_owner` (the daemon's node id), every write of the run's progress
+    raises `runs.LeaseLost` and writes nothing once that node no longer holds the
+    run's lease. None runs without a lease, as tests and local runs do.
+    """
     from runtime.runbooks.executor import execute_run
 
     with store.read() as connection:
@@ -392,10 +431,11 @@ async def run_stored(
 
         runbook = rebuild_action_runbook(policy.ruleset, row["runbook_id"], dict(row["values"]))
     if runbook is None:
+        detail = f"runbook {row['runbook_id']} is no longer in the rules"
         await anyio.to_thread.run_sync(
-            runs.finish_run, store, run_id, "failed", f"runbook {row['runbook_id']} is no longer in the rules", clock.now()
+            lambda: runs.finish_run(store, run_id, "failed", detail, clock.now(), lease_owner=lease_owner)
         )
         return None
-    runner = StoreRunner(store, policy, run_id, clock, client, settings)
-    journal = runs.StoreJournal(store, run_id)
+    runner = StoreRunner(store, policy, run_id, clock, client, settings, lease_owner=lease_owner)
+    journal = runs.StoreJournal(store, run_id, lease_owner=lease_owner)
     return await execute_run(runbook, runner, journal, clock, dict(row["values"]), started_at=row["created_at"])

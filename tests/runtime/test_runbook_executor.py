@@ -763,6 +763,21 @@ async def test_resumed_run_gets_remaining_deadline():
     assert result.state == RUN_CANCELLED
 
 
+async def test_resumed_run_past_deadline_cancelled():
+    rb = runbook(step("first"), step("second", after=("first",)), timeout_s=900)
+    journal = InMemoryJournal({"first": recorded("first", SUCCEEDED, 1, outcome=StepOutcome(ok=True))})
+    async with VirtualClock.running() as clock:
+        runner = ScriptedRunner(clock)
+        started_at = START - datetime.timedelta(seconds=1200)
+        result = await execute_run(rb, runner, journal, clock, VALUES, started_at=started_at)
+
+    assert result.state == RUN_CANCELLED
+    assert result.detail == "deadline of 15m passed"
+    assert runner.executions("second") == []
+    assert final_states(journal) == {"first": SUCCEEDED, "second": CANCELLED}
+    assert journal.records["second"].detail == "deadline of 15m passed"
+
+
 # ---------------------------------------------------------------- resume after a crash
 
 
