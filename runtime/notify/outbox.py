@@ -1,15 +1,21 @@
 """Outbox worker: sends queued notifications with leases, retries, rate limits, circuit breakers and digests.
 
 Every notification is an `outbox` row before anything is sent. The worker
-claims a row (status `sending`, with a lease), sends it, and records the
-outcome. If the worker crashes between claim and outcome, the lease expires
-and the row is sent again. Delivery is therefore at least once, and PagerDuty's
-`dedup_key` turns a repeated page into one page.
+claims a row (status `sending`, with a lease of the daemon's `--lease-time`),
+sends it, and records the outcome. A send that lasts longer than a third of the
+lease renews the lease. If the worker crashes between claim and outcome, the
+lease expires, a reaper puts the row back into the queue, and it is sent again.
+Delivery is therefore at least once, and PagerDuty's `dedup_key` turns a
+repeated page into one page. Renewals and the outcome are conditional updates
+on the lease the worker holds, so a worker that lost its lease never overwrites
+the row of the worker that took it over.
 
 - One message at a time per endpoint (a Slack channel, a PagerDuty routing key,
   an SMTP server), so a thread's first message goes first and one slow endpoint
   never holds up another. Within an endpoint, more severe incidents go first.
-- Each endpoint has a token bucket at the rate its service allows.
+- Each endpoint has a token bucket at the rate its service allows. The bucket
+  and the circuit breaker are rows of the store (`runtime.notify.limits`), so
+  every daemon on one database shares them.
 - 429, 5xx and network errors are retried after the service's `Retry-After`,
   or else with capped exponential backoff and jitter. Any other 4xx is not
   retried. After `max_attempts` the row is `failed`, a dead letter that
@@ -40,8 +46,11 @@ import httpx
 import sqlalchemy as sa
 
 from compiler import ir
+from runtime.cluster import DEFAULT_LEASE_S
 from runtime.faults import crash_point
 from runtime.incidents import ENDED
+from runtime.notify import limits
+from runtime.notify.limits import BreakerSettings
 from runtime.notify.model import DELIVERED, FAILED, RETRY, Delivery, Endpoints, Outbound
 from runtime.store import Store
 from runtime.store.schema import incidents, outbox, threads, timeline
@@ -75,8 +84,9 @@ DIGEST_MAX = 500
 DIGEST_INTERVAL_S = 60.0
 # Maximum number of due rows read per claim.
 CLAIM_WINDOW = 2000
-# How often rows whose lease expired go back into the queue.
-RELEASE_EVERY_S = 10.0
+# A send renews its lease, and the reaper of expired leases runs, this many times per lease
+# time. With three, a lease outlives two renewals that failed in a row.
+RENEWALS_PER_LEASE = 3
 
 
 def utc_now() -> datetime.datetime:
@@ -105,59 +115,6 @@ class RetryPolicy:
 
 
 @dataclass(slots=True)
-class TokenBucket:
-    """Rate limit of one endpoint: `rate` tokens a second, up to `burst` stored."""
-
-    rate: float
-    burst: float
-    tokens: float
-    updated: datetime.datetime
-
-    def take(self, now: datetime.datetime) -> bool:
-        """Refill the bucket up to `now`, then take one token and return True if one was available."""
-        elapsed = max((now - self.updated).total_seconds(), 0.0)
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-@dataclass(slots=True)
-class Breaker:
-    """Circuit breaker of one endpoint.
-
-    It opens after `threshold` retryable failures in a row and stays open for
-    `open_s`. Each failed trial after that doubles the pause, up to `max_open_s`.
-    Any other outcome closes it.
-    """
-
-    threshold: int = 5
-    open_s: float = 30.0
-    max_open_s: float = 300.0
-    failures: int = 0
-    open_until: datetime.datetime | None = None
-    opened: int = 0
-
-    def allows(self, now: datetime.datetime) -> bool:
-        return self.open_until is None or now >= self.open_until
-
-    def record(self, outcome: str, now: datetime.datetime) -> bool:
-        """Record the outcome of one attempt and return True when this failure opened the breaker."""
-        if outcome != RETRY:
-            self.failures, self.open_until, self.opened = 0, None, 0
-            return False
-        self.failures += 1
-        if self.failures < self.threshold and self.open_until is None:
-            return False
-        pause = min(self.max_open_s, self.open_s * 2**self.opened)
-        self.opened += 1
-        self.open_until = now + datetime.timedelta(seconds=pause)
-        return True
-
-
-@dataclass(slots=True)
 class Claimed:
     """Outbox row leased for one send attempt, with its decoded message."""
 
@@ -171,6 +128,8 @@ class Claimed:
     event: str
     attempts: int
     outbound: Outbound
+    # End of the lease this worker holds. It fences renewals and the outcome, and moves with each renewal.
+    lease_until: datetime.datetime
     folded: list[int] = field(default_factory=list)
 
 
@@ -194,6 +153,8 @@ class Outbox:
         rng: random.Random | None = None,
         sender: Sender | None = None,
         on_result: Callable[[str, str], None] | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        breaker: BreakerSettings | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -206,9 +167,11 @@ class Outbox:
         self.rng = rng or random.Random()
         self._sender = sender
         self.on_result = on_result
-        self.lease_s = self.endpoints.timeout_s * 2 + 30
-        self._buckets: dict[str, TokenBucket] = {}
-        self._breakers: dict[str, Breaker] = {}
+        # Seconds a claimed row stays this worker's without a renewal (the daemon's `--lease-time`).
+        self.lease_s = lease_s
+        self.renew_every_s = lease_s / RENEWALS_PER_LEASE
+        self.release_every_s = lease_s / RENEWALS_PER_LEASE
+        self.breaker = breaker or BreakerSettings()
         self._busy: set[str] = set()
         # Time of each endpoint's last digest. While its storm lasts, foldable messages wait for the next digest.
         self._last_digest: dict[str, datetime.datetime] = {}
@@ -229,7 +192,7 @@ class Outbox:
         released_at = anyio.current_time()
         async with anyio.create_task_group() as group:
             while stop is None or not stop.is_set():
-                if anyio.current_time() - released_at > RELEASE_EVERY_S:
+                if anyio.current_time() - released_at >= self.release_every_s:
                     # Rows whose sender died, in this process or another, go back into the queue.
                     released_at = anyio.current_time()
                     await anyio.to_thread.run_sync(self._release_when_due)
@@ -239,7 +202,7 @@ class Outbox:
                     group.start_soon(self._deliver_and_wake, item)
                 if claimed:
                     continue
-                with anyio.move_on_after(idle_s):
+                with anyio.move_on_after(min(idle_s, self.release_every_s)):
                     await self._wakeup.wait()
                 self._wakeup = anyio.Event()
             # Wait up to the send timeout (plus 1 s) for messages in flight, so that their
@@ -286,7 +249,7 @@ class Outbox:
 
     def _release_when_due(self) -> int:
         """Run `release_expired` when this process holds the reaper's turn, and return how many rows it released."""
-        if not self.periodic("outbox.release_expired", RELEASE_EVERY_S):
+        if not self.periodic("outbox.release_expired", self.release_every_s):
             return 0
         return self.release_expired()
 
@@ -309,10 +272,11 @@ class Outbox:
                 waiting.setdefault(row["endpoint"], []).append(row)
             sending = _endpoints_sending(connection, now) if waiting else set()
             claimed: list[Claimed] = []
-            for endpoint, queue in waiting.items():
-                if endpoint in self._busy or endpoint in sending or not self._breaker(endpoint).allows(now):
+            # In name order, so that daemons claiming at once lock `endpoint_state` rows in one order and do not deadlock on them.
+            for endpoint in sorted(waiting):
+                if endpoint in self._busy or endpoint in sending:
                     continue
-                item = self._claim_first(connection, endpoint, queue, now)
+                item = self._claim_first(connection, endpoint, waiting[endpoint], now)
                 if item is not None:
                     claimed.append(item)
             return claimed
@@ -320,7 +284,7 @@ class Outbox:
     def _claim_first(self, connection: sa.Connection, endpoint: str, queue: list[Any], now: datetime.datetime) -> Claimed | None:
         """Lease the first row of `queue` that may go now, or fold the queue into a digest during a storm."""
         kind = queue[0]["channel"]
-        bucket = self._bucket(endpoint, kind, now)
+        rate, burst = self.rates.get(kind, DEFAULT_RATE)
         foldable = [row for row in queue if _foldable(row)] if kind in DIGEST_KINDS else []
         last = self._last_digest.get(endpoint)
         holding = last is not None and (now - last).total_seconds() < DIGEST_INTERVAL_S
@@ -329,20 +293,30 @@ class Outbox:
             self._last_digest.pop(endpoint, None)
             last = None
         storming = len(foldable) >= (2 if last is not None else DIGEST_AT)
+        grant: limits.Grant | None = None
         for row in queue:
             if holding and _foldable(row):
                 continue
+            if grant is None:
+                # The token comes before `_still_wanted` locks the row's incident, because a record locks the
+                # endpoint's state before the incident too. One lock order keeps the two from deadlocking.
+                grant = limits.take_token(connection, endpoint, rate, burst, now, breaker=self.breaker, trial_hold_s=self.lease_s)
+                if grant is None:
+                    return None
             if not self._still_wanted(connection, row, now):
                 continue
-            if not bucket.take(now):
-                return None
             if storming and _foldable(row):
                 self._last_digest[endpoint] = now
-                return self._fold(connection, foldable[:DIGEST_MAX], now)
-            claimed = self._lease(connection, row, now)
+                claimed = self._fold(connection, foldable[:DIGEST_MAX], now)
+            else:
+                claimed = self._lease(connection, row, now)
             if claimed is None:
-                bucket.tokens += 1.0  # another worker leased the row first, so nothing was spent
+                # Another worker leased or folded the rows first, so nothing was sent.
+                limits.refund_token(connection, grant, burst, now)
             return claimed
+        if grant is not None:
+            # Every row was cancelled, so nothing was sent.
+            limits.refund_token(connection, grant, burst, now)
         return None
 
     def _still_wanted(self, connection: sa.Connection, row: Any, now: datetime.datetime) -> bool:
@@ -376,10 +350,11 @@ class Outbox:
 
     def _lease(self, connection: sa.Connection, row: Any, now: datetime.datetime) -> Claimed | None:
         """Lease one row and return it with its Slack thread, or None when another worker leased it first."""
+        lease_until = self._lease_end(now)
         leased = connection.execute(
             outbox.update()
             .where(outbox.c.id == row["id"], outbox.c.status == "pending")
-            .values(status="sending", attempts=row["attempts"] + 1, lease_until=now + datetime.timedelta(seconds=self.lease_s))
+            .values(status="sending", attempts=row["attempts"] + 1, lease_until=lease_until)
         ).rowcount
         if not leased:
             return None
@@ -406,6 +381,7 @@ class Outbox:
             event=row["event"],
             attempts=row["attempts"] + 1,
             outbound=outbound,
+            lease_until=lease_until,
             folded=list((row["reference"] or {}).get("folded", [])),
         )
 
@@ -448,6 +424,7 @@ class Outbox:
 
         first = Outbound.from_json(rows[0]["message"])
         outbound = digest_message(first, entries, len(rows), self.settings().locale)
+        lease_until = self._lease_end(now)
         digest_id = connection.execute(
             outbox.insert().values(
                 key=f"digest:{rows[0]['endpoint']}:{ids[0]}"[:300],
@@ -463,7 +440,7 @@ class Outbox:
                 attempts=1,
                 created_at=now,
                 next_attempt_at=now,
-                lease_until=now + datetime.timedelta(seconds=self.lease_s),
+                lease_until=lease_until,
                 reference={"folded": ids},
             )
         ).inserted_primary_key[0]
@@ -487,33 +464,68 @@ class Outbox:
             event="digest",
             attempts=1,
             outbound=outbound,
+            lease_until=lease_until,
             folded=ids,
         )
 
-    def _bucket(self, endpoint: str, kind: str, now: datetime.datetime) -> TokenBucket:
-        bucket = self._buckets.get(endpoint)
-        if bucket is None:
-            rate, burst = self.rates.get(kind, DEFAULT_RATE)
-            bucket = self._buckets[endpoint] = TokenBucket(rate, burst, burst, now)
-        return bucket
-
-    def _breaker(self, endpoint: str) -> Breaker:
-        return self._breakers.setdefault(endpoint, Breaker())
+    def _lease_end(self, now: datetime.datetime) -> datetime.datetime:
+        return now + datetime.timedelta(seconds=self.lease_s)
 
     # ------------------------------------------------------------ sending
 
     async def deliver(self, item: Claimed) -> Delivery:
-        """Send one claimed row, record the outcome and return it."""
+        """Send one claimed row while renewing its lease, record the outcome and return it.
+
+        When another worker took the lease over, the send is cancelled, nothing is
+        recorded, and the returned delivery is a retry whose detail names the lost lease.
+        """
         crash_point("outbox.after_lease")
-        try:
-            delivery = await self._send(item.outbound)
-        except Exception as error:  # A bug in a sender must not stop the worker or lose the row.
-            log.exception("outbox row %d (%s): the %s sender failed", item.id, item.endpoint, item.channel)
-            delivery = Delivery(RETRY, f"sender error: {type(error).__name__}")
+        sent: list[Delivery] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._keep_lease, item, group.cancel_scope)
+            try:
+                sent.append(await self._send(item.outbound))
+            except Exception as error:  # A bug in a sender must not stop the worker or lose the row.
+                log.exception("outbox row %d (%s): the %s sender failed", item.id, item.endpoint, item.channel)
+                sent.append(Delivery(RETRY, f"sender error: {type(error).__name__}"))
+            group.cancel_scope.cancel()
+        if not sent:
+            return Delivery(RETRY, "lease lost to another worker before the send ended")
         crash_point("outbox.after_send")
-        await anyio.to_thread.run_sync(self.record, item, delivery)
+        await anyio.to_thread.run_sync(self.record, item, sent[0])
         crash_point("outbox.after_record")
-        return delivery
+        return sent[0]
+
+    async def _keep_lease(self, item: Claimed, send_scope: anyio.CancelScope) -> None:
+        """Renew the lease of `item` every third of the lease time, and cancel `send_scope` once it is lost."""
+        while True:
+            await anyio.sleep(self.renew_every_s)
+            try:
+                renewed = await anyio.to_thread.run_sync(self.renew_lease, item)
+            except sa.exc.DBAPIError:
+                # The lease outlives two failed renewals, so the next one may still keep it.
+                log.warning(
+                    "outbox row %d: renewing its lease failed; trying again in %.1f s", item.id, self.renew_every_s, exc_info=True
+                )
+                continue
+            if not renewed:
+                log.warning("outbox row %d (%s): lease lost to another worker; cancelling this send", item.id, item.endpoint)
+                send_scope.cancel()
+                return
+
+    def renew_lease(self, item: Claimed) -> bool:
+        """Extend the lease that `item` holds to a full lease time from now, and return False when it was lost.
+
+        The update matches only the lease this worker holds (its end time and attempt
+        number), so a row that the reaper released or another worker leased stays theirs.
+        """
+        lease_until = self._lease_end(self.clock())
+        with self.store.write() as connection:
+            renewed = connection.execute(outbox.update().where(*_held_by(item)).values(lease_until=lease_until)).rowcount
+        if renewed:
+            # Set here rather than in the caller, so the value matches the store even when the caller is cancelled.
+            item.lease_until = lease_until
+        return bool(renewed)
 
     async def _send(self, outbound: Outbound) -> Delivery:
         if self._sender is not None:
@@ -523,60 +535,35 @@ class Outbox:
         return await send(outbound, secrets=self.secrets, client=self.client, endpoints=self.endpoints, settings=self.settings())
 
     def record(self, item: Claimed, delivery: Delivery) -> None:
-        """Store the outcome of one attempt.
+        """Store the outcome of one attempt, unless this worker's lease on the row was lost.
 
         Depending on the outcome, this also sets the next attempt time, stores the
-        incident's Slack thread and adds a timeline entry.
+        incident's Slack thread, adds a timeline entry and counts the attempt in the
+        endpoint's circuit breaker.
         """
         now = self.clock()
         outcome = delivery.outcome
         if outcome == RETRY and item.attempts >= self.retry.max_attempts:
             outcome = FAILED
-        opened = self._breaker(item.endpoint).record(delivery.outcome, now)
-        values: dict[str, Any] = {
-            "last_status": delivery.status,
-            "last_error": delivery.detail[:2000] or None,
-            "lease_until": None,
-        }
-        if outcome == DELIVERED:
-            reference = {"folded": item.folded, **delivery.reference} if item.folded else dict(delivery.reference)
-            values.update(status="delivered", sent_at=now, reference=reference)
-        elif outcome == RETRY:
-            delay = self.retry.delay(item.attempts, delivery.retry_after_s, self.rng)
-            values.update(status="pending", next_attempt_at=now + datetime.timedelta(seconds=delay))
-        else:
-            values.update(status="failed")
-
+        values = self._outcome_values(item, outcome, delivery, now)
         with self.store.write() as connection:
-            updated = connection.execute(
-                outbox.update()
-                .where(outbox.c.id == item.id, outbox.c.status == "sending", outbox.c.attempts == item.attempts)
-                .values(**values)
-            ).rowcount
-            if not updated:
-                log.warning("outbox row %d: lease lost before the outcome was recorded; it may be sent again", item.id)
-                return
-            if outcome == DELIVERED and item.incident_id is not None and item.channel == "slack" and delivery.reference.get("ts"):
-                exists = connection.execute(
-                    sa.select(threads.c.incident_id).where(
-                        threads.c.incident_id == item.incident_id, threads.c.endpoint == item.endpoint
-                    )
-                ).first()
-                if exists is None:
-                    connection.execute(
-                        threads.insert().values(
-                            incident_id=item.incident_id, endpoint=item.endpoint, reference=dict(delivery.reference)
-                        )
-                    )
-            if item.incident_id is not None and outcome in (DELIVERED, FAILED):
-                connection.execute(timeline.insert().values(**self._timeline_entry(item, outcome, delivery, now)))
+            # The breaker counts every attempt that reached the endpoint, also one whose lease was lost.
+            # Its row is updated before the outbox row, the order in which claims lock the two.
+            opened = limits.record_outcome(connection, item.endpoint, delivery.outcome == RETRY, now, self.breaker)
+            updated = connection.execute(outbox.update().where(*_held_by(item)).values(**values)).rowcount
+            if updated:
+                self._store_thread_and_timeline(connection, item, outcome, delivery, now)
 
-        if opened:
+        if opened is not None:
             log.error(
-                "%s: %d failures in a row; pausing it (circuit breaker open)",
+                "%s: %d failures in a row; pausing it until %s (circuit breaker open)",
                 item.endpoint,
-                self._breaker(item.endpoint).failures,
+                opened.failures,
+                opened.open_until.isoformat(timespec="seconds"),
             )
+        if not updated:
+            log.warning("outbox row %d: lease lost before the outcome was recorded; it may be sent again", item.id)
+            return
         level = logging.INFO if outcome == DELIVERED else logging.WARNING
         log.log(
             level,
@@ -593,6 +580,42 @@ class Outbox:
         )
         if self.on_result is not None:
             self.on_result(item.channel, outcome)
+
+    def _outcome_values(self, item: Claimed, outcome: str, delivery: Delivery, now: datetime.datetime) -> dict[str, Any]:
+        """Return the outbox row's new values for `outcome`: its status, and the next attempt time of a retry."""
+        values: dict[str, Any] = {
+            "last_status": delivery.status,
+            "last_error": delivery.detail[:2000] or None,
+            "lease_until": None,
+        }
+        if outcome == DELIVERED:
+            reference = {"folded": item.folded, **delivery.reference} if item.folded else dict(delivery.reference)
+            values.update(status="delivered", sent_at=now, reference=reference)
+        elif outcome == RETRY:
+            delay = self.retry.delay(item.attempts, delivery.retry_after_s, self.rng)
+            values.update(status="pending", next_attempt_at=now + datetime.timedelta(seconds=delay))
+        else:
+            values.update(status="failed")
+        return values
+
+    def _store_thread_and_timeline(
+        self, connection: sa.Connection, item: Claimed, outcome: str, delivery: Delivery, now: datetime.datetime
+    ) -> None:
+        """Store the incident's Slack thread after its first delivered message, and note a final outcome on its timeline."""
+        if outcome == DELIVERED and item.incident_id is not None and item.channel == "slack" and delivery.reference.get("ts"):
+            exists = connection.execute(
+                sa.select(threads.c.incident_id).where(
+                    threads.c.incident_id == item.incident_id, threads.c.endpoint == item.endpoint
+                )
+            ).first()
+            if exists is None:
+                connection.execute(
+                    threads.insert().values(
+                        incident_id=item.incident_id, endpoint=item.endpoint, reference=dict(delivery.reference)
+                    )
+                )
+        if item.incident_id is not None and outcome in (DELIVERED, FAILED):
+            connection.execute(timeline.insert().values(**self._timeline_entry(item, outcome, delivery, now)))
 
     @staticmethod
     def _timeline_entry(item: Claimed, outcome: str, delivery: Delivery, now: datetime.datetime) -> dict[str, Any]:
@@ -614,6 +637,16 @@ class Outbox:
                 "status": delivery.status,
             },
         }
+
+
+def _held_by(item: Claimed) -> tuple[sa.ColumnElement[bool], ...]:
+    """Return the conditions that match the outbox row of `item` only while this worker's lease on it lasts."""
+    return (
+        outbox.c.id == item.id,
+        outbox.c.status == "sending",
+        outbox.c.attempts == item.attempts,
+        outbox.c.lease_until == item.lease_until,
+    )
 
 
 # ---------------------------------------------------------------- digests

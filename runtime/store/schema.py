@@ -5,7 +5,8 @@ tables; this module is what the code queries. A change here needs a new
 migration, and `test_store_schema_matches_migrations` in tests/runtime/test_pipeline.py checks that the two agree.
 
 Times are aware UTC datetimes in Python. SQLite keeps them as naive UTC text,
-PostgreSQL as `timestamptz`.
+PostgreSQL as `timestamptz`. The one exception is `endpoint_state`, which keeps
+seconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -387,4 +388,20 @@ cluster_jobs = sa.Table(
     sa.Column("next_run_at", UtcDateTime, nullable=False),
     sa.Column("last_node", sa.String(200), nullable=True),
     sa.Column("last_run_at", UtcDateTime, nullable=True),
+)
+
+# Rate limit and circuit breaker of each outbox endpoint, shared by every daemon on the
+# database (see `runtime.notify.limits`). `refilled_at` and `open_until` are seconds since
+# the Unix epoch rather than timestamps, so that one UPDATE computes refills and pauses with
+# the same arithmetic on SQLite and PostgreSQL. `pause_s` is how long the breaker stays open
+# when it opens next.
+endpoint_state = sa.Table(
+    "endpoint_state",
+    metadata,
+    sa.Column("endpoint", sa.String(300), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("refilled_at", sa.Float, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("open_until", sa.Float, nullable=True),
+    sa.Column("pause_s", sa.Float, nullable=False),
 )

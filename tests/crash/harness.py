@@ -232,9 +232,9 @@ class Scenario:
     def expire_leases(self) -> int:
         """End the leases of outbox rows that were being sent, as the lease time passing would, and return how many.
 
-        A lease lasts twice the send timeout plus 30 s (50 s by default). The test moves
-        its end into the past instead of waiting, and the restarted daemon's first
-        `release_expired` puts the rows back into the queue.
+        A lease lasts `--lease-time` (LEASE_TIME here). Moving its end into the past lets
+        the restarted daemon's first `release_expired` put the rows back into the queue
+        at its start, instead of at a later run of its reaper.
         """
         past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
         with self.store.write() as connection:

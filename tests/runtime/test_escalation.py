@@ -376,6 +376,7 @@ def _race_once(store: Store, policy, rng: random.Random) -> tuple[SlowRecorder, 
 
 
 TABLES = (
+    "endpoint_state",
     "outbox",
     "timers",
     "notification_groups",

@@ -10,7 +10,6 @@ import pytest
 
 from runtime import incidents as incident_ops
 from runtime import logs
-from runtime.notify import outbox as outbox_module
 from runtime.notify.model import DELIVERED, Delivery, Outbound
 from runtime.store import Store
 from runtime.store.schema import outbox
@@ -98,7 +97,7 @@ def test_unknown_team_is_rejected_when_creating_an_incident(harness) -> None:
     assert raised.value.status == 400
 
 
-def test_expired_lease_is_released_while_the_worker_runs(harness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_lease_is_released_while_the_worker_runs(harness) -> None:
     """A row left `sending` by a sender that died is sent again without waiting for a restart."""
     h, recorder = harness
     h.post(alert("DiskFull"))
@@ -108,7 +107,7 @@ def test_expired_lease_is_released_while_the_worker_runs(harness, monkeypatch: p
         connection.execute(
             outbox.update().values(status="sending", lease_until=h.clock() - datetime.timedelta(seconds=1), attempts=1)
         )
-    monkeypatch.setattr(outbox_module, "RELEASE_EVERY_S", 0.0)
+    h.outbox.release_every_s = 0.0
 
     async def run_briefly() -> None:
         stop = anyio.Event()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import datetime
 import random
+from typing import Any
 
 import anyio
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from runtime.notify import queries
 from runtime.notify.model import DELIVERED, RETRY, Delivery, Outbound
-from runtime.notify.outbox import Breaker, RetryPolicy
+from runtime.notify.outbox import Claimed, Outbox, RetryPolicy, utc_now
 from runtime.store import Store
+from runtime.store.schema import outbox as outbox_table
 from tests.runtime.fakes import FakeSaaS
-from tests.runtime.notify_harness import FakeClock, Harness, alert, load_policy
+from tests.runtime.notify_harness import T0, FakeClock, Harness, alert, load_policy
 
 RULES = """
 settings {
@@ -169,23 +172,6 @@ def test_retry_delay_backoff_and_retry_after() -> None:
         assert max(delays) - min(delays) > ceiling / 4  # jittered, not fixed
 
 
-def test_breaker_opens_and_closes() -> None:
-    """The breaker opens after repeated failures, doubles its pause and closes on success."""
-    breaker = Breaker(threshold=3, open_s=30.0, max_open_s=120.0)
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    assert [breaker.record(RETRY, now) for _ in range(3)] == [False, False, True]
-    assert not breaker.allows(now + datetime.timedelta(seconds=29))
-    assert breaker.allows(now + datetime.timedelta(seconds=30))
-    # The trial attempt fails, so the pause doubles.
-    later = now + datetime.timedelta(seconds=30)
-    assert breaker.record(RETRY, later)
-    assert not breaker.allows(later + datetime.timedelta(seconds=59))
-    assert breaker.allows(later + datetime.timedelta(seconds=60))
-    breaker.record(DELIVERED, later + datetime.timedelta(seconds=60))
-    assert breaker.allows(later + datetime.timedelta(seconds=60))
-    assert breaker.failures == 0
-
-
 @pytest.mark.anyio
 async def test_open_breaker_spends_no_attempts(store: Store, tmp_path) -> None:
     policy = load_policy(tmp_path / "rules", RULES)
@@ -206,3 +192,195 @@ async def test_open_breaker_spends_no_attempts(store: Store, tmp_path) -> None:
     assert calls.count("pagerduty") == 5
     waiting = [row for row in h.outbox_rows() if row["channel"] == "pagerduty"]
     assert sum(row["attempts"] for row in waiting) == 5
+
+
+# ---------------------------------------------------------------- leases and limits shared by several workers
+
+WEBHOOK_ENDPOINT = "webhook:WEBHOOK_URL"
+
+
+def webhook_rows(count: int, now: datetime.datetime) -> list[dict[str, Any]]:
+    """Return `count` pending resolution messages to one webhook endpoint, numbered from 0.
+
+    Resolutions are never folded into a digest, so each row is one request to the receiver.
+    """
+    return [
+        {
+            "key": f"test:{number}",
+            "incident_id": None,
+            "receiver": "ops",
+            "channel": "webhook",
+            "endpoint": WEBHOOK_ENDPOINT,
+            "event": "resolved",
+            "priority": 0,
+            "message": Outbound(kind="webhook", payload={"sequence": number}, secrets={"url": "WEBHOOK_URL"}).to_json(),
+            "cancel_on": None,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+            "reference": {},
+        }
+        for number in range(count)
+    ]
+
+
+def queue_webhook_rows(store: Store, count: int, now: datetime.datetime) -> None:
+    """Queue `count` resolution messages to one webhook endpoint, a kind of message that is never folded into a digest."""
+    rows = webhook_rows(count, now)
+    with store.write() as connection:
+        connection.execute(outbox_table.insert(), rows)
+
+
+def worker(store: Store, policy, clock, send, **options) -> Outbox:  # type: ignore[no-untyped-def]
+    """Return an outbox worker on `store`, as one daemon of a cluster runs it."""
+    return Outbox(store, lambda: policy.ruleset.settings, {}.get, None, clock=clock, sender=send, **options)  # type: ignore[arg-type]
+
+
+def row_state(store: Store) -> tuple[str, int]:
+    with store.read() as connection:
+        row = connection.execute(sa.select(outbox_table.c.status, outbox_table.c.attempts)).one()
+    return row.status, row.attempts
+
+
+@pytest.mark.anyio
+async def test_workers_share_rate_limit(store: Store, tmp_path) -> None:
+    """Three workers on one store send 60 messages within one webhook bucket: burst 20, then 10 a second."""
+    policy = load_policy(tmp_path / "rules", RULES)
+    clock = FakeClock()
+    sent: list[tuple[float, int, int]] = []
+    workers: list[Outbox] = []
+    for index in range(3):
+
+        async def send(outbound: Outbound, index: int = index) -> Delivery:
+            sent.append(((clock() - T0).total_seconds(), index, outbound.payload["sequence"]))
+            return Delivery(DELIVERED)
+
+        workers.append(worker(store, policy, clock, send))
+    rate, burst = workers[0].rates["webhook"]
+    assert (rate, burst) == (10.0, 20.0)
+    queue_webhook_rows(store, 60, clock())
+
+    for step in range(40):
+        for index in range(3):
+            await workers[(step + index) % 3].send_ready()
+        clock.advance(0.25)
+
+    assert sorted(sequence for _at, _index, sequence in sent) == list(range(60))
+    # Every window from one send to a later one contains at most burst + rate * its length.
+    times = sorted(at for at, _index, _sequence in sent)
+    for first in range(len(times)):
+        for last in range(first, len(times)):
+            assert last - first + 1 <= burst + rate * (times[last] - times[first]), (times[first], times[last])
+    # The first worker takes the burst at 0 s, then 2.5 tokens come every quarter second.
+    assert times.count(0.0) == 20
+    assert times[-1] == 4.0
+
+
+@pytest.mark.anyio
+async def test_workers_share_circuit_breaker(store: Store, tmp_path) -> None:
+    """Five failures on any workers open the breaker for all three, until one trial after 30 s."""
+    policy = load_policy(tmp_path / "rules", RULES)
+    clock = FakeClock()
+    attempts: list[tuple[float, int]] = []
+    workers: list[Outbox] = []
+    for index in range(3):
+
+        async def fail(outbound: Outbound, index: int = index) -> Delivery:
+            attempts.append(((clock() - T0).total_seconds(), index))
+            return Delivery(RETRY, "HTTP 503", status=503)
+
+        workers.append(worker(store, policy, clock, fail, retry=RetryPolicy(base_s=0.5, cap_s=0.5, max_attempts=100)))
+    queue_webhook_rows(store, 3, clock())
+
+    for step in range(100):
+        # Each second another worker goes first, as the first to claim varies between daemons.
+        for index in range(3):
+            await workers[(step + index) % 3].send_ready()
+        clock.advance(1.0)
+
+    # The three rows fail at 0 s, two retries at 1 s open the breaker for 30 s, and the failed
+    # trial at 31 s opens it for 60 s. With a breaker per worker, worker 2 would send at 2 s.
+    assert attempts == [(0.0, 0), (0.0, 0), (0.0, 0), (1.0, 1), (1.0, 1), (31.0, 1), (91.0, 1)]
+
+
+@pytest.mark.anyio
+async def test_long_send_renews_lease(store: Store, tmp_path) -> None:
+    """A send lasting twice the lease time keeps its row: the other worker's reaper and claims never take it."""
+    policy = load_policy(tmp_path / "rules", RULES)
+    calls: list[int] = []
+
+    async def slow(outbound: Outbound) -> Delivery:
+        calls.append(outbound.payload["sequence"])
+        await anyio.sleep(3.0)
+        return Delivery(DELIVERED)
+
+    sender = worker(store, policy, utc_now, slow, lease_s=1.5)
+    other = worker(store, policy, utc_now, slow, lease_s=1.5)
+    queue_webhook_rows(store, 1, utc_now())
+    (item,) = await anyio.to_thread.run_sync(sender.claim)
+    first_lease = item.lease_until
+    claimed_by_other: list[object] = []
+
+    async def compete() -> None:
+        while True:
+            await anyio.to_thread.run_sync(other.release_expired)
+            claimed_by_other.extend(await anyio.to_thread.run_sync(other.claim))
+            await anyio.sleep(0.05)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(compete)
+        delivery = await sender.deliver(item)
+        group.cancel_scope.cancel()
+
+    assert delivery.outcome == DELIVERED
+    assert calls == [0]
+    assert claimed_by_other == []
+    assert item.lease_until > first_lease
+    assert row_state(store) == ("delivered", 1)
+
+
+@pytest.mark.anyio
+async def test_lost_lease_cancels_send_and_records_nothing(store: Store, tmp_path) -> None:
+    """A worker whose lease another worker took over stops its send and leaves the new holder's row alone."""
+    policy = load_policy(tmp_path / "rules", RULES)
+    cancelled: list[bool] = []
+    queue_webhook_rows(store, 1, utc_now())
+
+    async def delivered(outbound: Outbound) -> Delivery:
+        return Delivery(DELIVERED)
+
+    successor = worker(store, policy, utc_now, delivered, lease_s=30.0)
+
+    def take_over() -> Claimed:
+        # The first worker stalled past its lease: the row's lease has expired and the reaper released it.
+        with store.write() as connection:
+            connection.execute(outbox_table.update().values(lease_until=utc_now() - datetime.timedelta(seconds=1)))
+        assert successor.release_expired() == 1
+        (claimed,) = successor.claim()
+        return claimed
+
+    taken_over: list[Claimed] = []
+
+    async def stalled(outbound: Outbound) -> Delivery:
+        taken_over.append(await anyio.to_thread.run_sync(take_over))
+        try:
+            await anyio.sleep(10.0)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(True)
+            raise
+        return Delivery(DELIVERED)
+
+    first = worker(store, policy, utc_now, stalled, lease_s=0.6)
+    (item,) = await anyio.to_thread.run_sync(first.claim)
+    with anyio.fail_after(5):
+        delivery = await first.deliver(item)
+
+    assert (delivery.outcome, delivery.detail) == (RETRY, "lease lost to another worker before the send ended")
+    assert cancelled == [True]
+    assert row_state(store) == ("sending", 2)
+    # A stale outcome from the first worker does not overwrite the successor's lease.
+    first.record(item, Delivery(DELIVERED))
+    assert row_state(store) == ("sending", 2)
+    assert await successor.deliver(taken_over[0]) == Delivery(DELIVERED)
+    assert row_state(store) == ("delivered", 2)
