@@ -88,7 +88,7 @@ def daemon_command(
         typer.Option(
             "--lease-time",
             envvar="IRULES_LEASE_TIME",
-            help="How long a silent node's runbook runs stay its own before another node takes them over, e.g. 30s.",
+            help="How long a silent node's runbook runs and notifications being sent stay its own before another node takes them over, e.g. 30s.",
         ),
     ] = "30s",
     retain_incidents: Annotated[
@@ -204,7 +204,7 @@ def daemon_command(
         prometheus_url=os.environ.get("IRULES_PROMETHEUS_URL") or None,
         runbook_environment=tuple(name for name in os.environ.get("IRULES_RUNBOOK_ENV", "").split(",") if name),
         lease_s=durations["--lease-time"],
-        spool_dir=spool or (state / "spool" if database is None and state is not None else DEFAULT_SPOOL_DIR),
+        spool_dir=spool or (state / "spool" if state is not None else DEFAULT_SPOOL_DIR),
         spool_limit=spool_limit,
         retention=RetentionSettings(
             incidents_s=durations["--retain-incidents"],

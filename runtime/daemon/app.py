@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from compiler.ir import BUILTIN_SOURCES
 from runtime import incidents as incident_ops
 from runtime.daemon.openapi import openapi_document
+from runtime.daemon.outage import describe, is_unreachable
 from runtime.daemon.service import Daemon
 from runtime.daemon.writer import Overloaded
 from runtime.ingest import MAX_BODY_BYTES, receive
@@ -361,10 +362,20 @@ def api(handler):
     async def endpoint(request: Request) -> Response:
         if not _authorised(request):
             return _error(401, "missing or wrong API token: send `Authorization: Bearer <token>`")
+        daemon = _daemon(request)
+        if not daemon.store_open:
+            # A daemon that started without its database has no schema to query yet.
+            return _error(503, "the database is unreachable, so the store is not open yet; retry later")
         try:
-            return await handler(request, _daemon(request))
+            return await handler(request, daemon)
         except incident_ops.IncidentError as error:
             return _error(error.status, str(error))
+        except Exception as error:
+            if not is_unreachable(error) or daemon.health is None:
+                raise
+            # Logged once per outage, by `DatabaseHealth`.
+            daemon.health.report_failure(error)
+            return _error(503, f"the database is unreachable: {describe(error)}; retry later")
 
     endpoint.__name__ = handler.__name__
     return endpoint

@@ -35,6 +35,67 @@ _INCIDENT = {
     },
 }
 
+_NODE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "host:port:pid:random"},
+        "listen": {"type": "string", "examples": ["10.0.0.5:8080"]},
+        "started_at": {"type": "string", "format": "date-time"},
+        "heartbeat_at": {"type": "string", "format": "date-time"},
+    },
+    "required": ["id", "listen", "started_at", "heartbeat_at"],
+}
+
+_STATUS = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "string"},
+        "ready": {"type": "boolean", "description": "Webhooks are accepted; `/readyz` also checks the database"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "rules": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string"},
+                "environment": {"type": ["string", "null"]},
+                "loaded": {"type": "boolean"},
+                "digest": {"type": ["string", "null"]},
+                "loaded_at": {"type": ["string", "null"], "format": "date-time"},
+                "generation": {"type": "integer"},
+                "last_error": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Diagnostics of the last failed reload",
+                },
+                "last_error_at": {"type": ["string", "null"], "format": "date-time"},
+                "classifier": {
+                    "type": ["object", "null"],
+                    "properties": {"loaded": {"type": "boolean"}, "error": {"type": ["string", "null"]}},
+                    "description": "null unless the rules classify severities",
+                },
+            },
+        },
+        "store": {"type": ["string", "null"], "description": "The store's URL without its password"},
+        "pending_events": {
+            "type": "integer",
+            "description": "Stored alert events not applied yet; 0 while the store is not open",
+        },
+        "cluster": {
+            "type": "object",
+            "properties": {
+                "node": {"type": ["string", "null"], "description": "This node's id"},
+                "lease_s": {"type": "number", "description": "Seconds a silent node's runbook run leases stay its own"},
+                "nodes": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Node"},
+                    "description": "Nodes whose heartbeat is within the lease time; empty while the store is not open",
+                },
+            },
+            "required": ["node", "lease_s", "nodes"],
+        },
+    },
+    "required": ["version", "ready", "started_at", "rules", "store", "pending_events", "cluster"],
+}
+
 _TIMELINE_ENTRY = {
     "type": "object",
     "properties": {
@@ -62,6 +123,10 @@ def _slack_route(summary: str, media_type: str) -> dict[str, Any]:
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _text_response(description: str, example: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}, "example": example}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -111,14 +176,20 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                     "responses": {
                         "202": _json_response(
-                            "Stored; the alerts become incidents shortly",
+                            "Stored, or spooled while the database is unreachable; the alerts become incidents shortly",
                             {
                                 "type": "object",
                                 "properties": {
-                                    "payload_id": {"type": "integer"},
+                                    "payload_id": {"type": ["integer", "null"], "description": "null when spooled"},
                                     "kind": {"type": "string"},
                                     "alerts": {"type": "integer"},
+                                    "spooled": {
+                                        "const": True,
+                                        "description": "Present when the payload went to the local spool",
+                                    },
+                                    "spool_id": {"type": "string", "description": "The spool file's name, when spooled"},
                                 },
+                                "required": ["payload_id", "kind", "alerts"],
                             },
                         ),
                         **_errors(400, 401, 403, 404, 413, 422, 503),
@@ -128,14 +199,21 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {
                 "get": {
-                    "summary": "Ruleset and store are loaded",
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                    "summary": "Ruleset and store are loaded, and the database answers",
+                    "responses": {
+                        "200": _text_response("ready", "ready\n"),
+                        "503": _text_response(
+                            "Not ready, with the reason: the rules or the store are loading, or the database is "
+                            "unreachable (also while a node that started without it waits to open the store)",
+                            "not ready: the database is unreachable: connection failed: ...\n",
+                        ),
+                    },
                 }
             },
             "/status": {
                 "get": {
-                    "summary": "Version, rules in force, last reload error, pending events",
-                    "responses": {"200": {"description": "status"}},
+                    "summary": "Version, rules in force, last reload error, pending events, the nodes of the cluster",
+                    "responses": {"200": _json_response("status", {"$ref": "#/components/schemas/Status"})},
                 }
             },
             "/metrics": {
@@ -327,7 +405,13 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": {"Error": _ERROR, "Incident": _INCIDENT, "TimelineEntry": _TIMELINE_ENTRY},
+            "schemas": {
+                "Error": _ERROR,
+                "Incident": _INCIDENT,
+                "TimelineEntry": _TIMELINE_ENTRY,
+                "Status": _STATUS,
+                "Node": _NODE,
+            },
             "parameters": {
                 "Incident": {
                     "name": "incident",
@@ -341,6 +425,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"api_token": []}, {}],
     }
+    # Every API operation reads or writes the store, so each returns 503 while the database is unreachable.
+    for path, item in document["paths"].items():
+        if path.startswith("/api/v1/"):
+            for operation in item.values():
+                operation["responses"].update(_errors(503))
     # The daemon accepts webhooks by PUT as well as POST, with the same meaning.
     hooks = document["paths"]["/hooks/{source}"]
     hooks["put"] = hooks["post"]

@@ -19,6 +19,10 @@ The policy, in the order a payload meets it:
 - `SpoolDrainer` stores the spooled payloads, oldest first, once the database
   responds again, and wakes the pipeline.
 
+A daemon on PostgreSQL that cannot reach its database at start follows the same
+policy from its first request. Its outage ends when the store is open (schema
+migrated, node registered), not when `SELECT 1` first succeeds.
+
 Runbook steps need no rule here: the executor writes a step's state and waits
 for the write before it acts, so no step runs while the write fails.
 """
@@ -99,9 +103,15 @@ class DatabaseHealth:
         self._probing = False
         self._lock = anyio.Lock()
         self.on_recovery: list[Callable[[], None]] = []
+        # False while a daemon that started without its database has not opened the store yet.
+        # Until then `check` does not probe: a server that returns a row for `SELECT 1` may still lack
+        # the schema, so only `store_opened` ends that outage.
+        self.store_open = True
 
     async def check(self) -> str | None:
         """Return why the database is unreachable, or None; a probe younger than `check_every_s` is reused."""
+        if not self.store_open:
+            return self.problem
         async with self._lock:
             if self._clock() - self._checked_at >= self.check_every_s:
                 self._set(await self._probe())
@@ -131,6 +141,17 @@ class DatabaseHealth:
     def report_failure(self, error: BaseException) -> None:
         """Take note that a statement failed because the database is unreachable."""
         self._set(describe(error))
+        self._checked_at = self._clock()
+
+    def wait_for_store(self, error: BaseException) -> None:
+        """Start an outage that only `store_opened` ends, because the store could not be opened at start."""
+        self.store_open = False
+        self.report_failure(error)
+
+    def store_opened(self) -> None:
+        """End the outage that began at start, now that the store is open and migrated, and probe from now on."""
+        self.store_open = True
+        self._set(None)
         self._checked_at = self._clock()
 
     def _set(self, problem: str | None) -> None:

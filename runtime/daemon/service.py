@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import sqlalchemy as sa
+from anyio.abc import TaskGroup
 from prometheus_client import Counter
 
 from compiler.ir import BUILTIN_SOURCES, SecretRef
@@ -30,7 +31,7 @@ from runtime.retention import RetentionSettings
 from runtime.secrets import Secrets
 from runtime.spool import DEFAULT_LIMIT_BYTES as DEFAULT_SPOOL_LIMIT
 from runtime.spool import Spool
-from runtime.store import Store
+from runtime.store import Store, StoreError
 from runtime.store.schema import alert_events, incidents, outbox
 
 log = logging.getLogger("irules.daemon")
@@ -48,6 +49,8 @@ PIPELINE_GATHER_S = 0.1
 FLAP_CHECK_EVERY_S = 15.0
 # How long a background loop that failed because the database is unreachable waits before it starts again.
 WORKER_RESTART_S = 1.0
+# How often a daemon that started without its database tries again to open the store.
+STORE_RETRY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -68,7 +71,7 @@ class DaemonConfig:
     runbooks: bool = True
     prometheus_url: str | None = None
     runbook_environment: tuple[str, ...] = ()
-    # Seconds a silent node's runbook run leases stay its own (`--lease-time`).
+    # Seconds a silent node's leases on runbook runs and on messages being sent stay its own (`--lease-time`).
     lease_s: float = 30.0
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # Where payloads go while the database is unreachable (`--spool`), and its size limit in bytes.
@@ -105,6 +108,8 @@ class Daemon:
         self.health: DatabaseHealth | None = None
         self.drainer: SpoolDrainer | None = None
         self.pager: DegradedPager | None = None
+        # True once the store is migrated and this node registered; until then nothing reads or writes the database.
+        self.store_open = False
         self.retention_deleted = Counter(
             "irules_retention_deleted",
             "Rows deleted by retention, by table.",
@@ -124,21 +129,21 @@ class Daemon:
         return self._secrets
 
     def _incident_counts(self) -> dict[str, int]:
-        if self.store is None:
+        if self.store is None or not self.store_open:
             return {}
         with self.store.read() as connection:
             rows = connection.execute(sa.select(incidents.c.status, sa.func.count()).group_by(incidents.c.status)).all()
         return {status: count for status, count in rows}
 
     def _outbox_counts(self) -> dict[str, int]:
-        if self.store is None:
+        if self.store is None or not self.store_open:
             return {}
         with self.store.read() as connection:
             rows = connection.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
         return {status: count for status, count in rows}
 
     def _pending_events(self) -> int:
-        if self.store is None:
+        if self.store is None or not self.store_open:
             return 0
         with self.store.read() as connection:
             return connection.execute(sa.select(sa.func.count()).where(alert_events.c.processed_at.is_(None))).scalar_one()
@@ -150,30 +155,88 @@ class Daemon:
     # ------------------------------------------------------------ startup
 
     async def start(self) -> None:
-        """Open the store and load the rules; the daemon is ready when both are done."""
-        self.store = await anyio.to_thread.run_sync(
-            lambda: Store.open(self.config.database_url, durability=self.config.durability)
-        )
-        log.info("store open: %s", self.store.engine.url.render_as_string(hide_password=True))
-        listen = f"{self.config.host}:{self.config.port}"
-        self.node = Node(self.store, new_node_id(self.config.host, self.config.port), listen, self.config.lease_s)
-        await anyio.to_thread.run_sync(self.node.register, _utc_now())
+        """Load the rules, then open the store and build what receives webhooks.
+
+        A PostgreSQL server that does not respond does not stop the start: the daemon
+        serves with the database marked unreachable, so webhooks go to the spool, and
+        `serve` opens the store once the server responds. Rules with errors, an SQLite
+        store that cannot be opened and an unusable spool folder are configuration
+        errors, and the start fails.
+        """
         loaded = await anyio.to_thread.run_sync(self.rules.reload)
         self.metrics.reloads.labels("ok" if loaded else "failed").inc()
         if not loaded:
             raise SystemExit(f"irules daemon: the rules in {self.config.rules} have errors; fix them and start again")
         self.warn_about_configuration()
+        self.store = await anyio.to_thread.run_sync(
+            lambda: Store.create(self.config.database_url, durability=self.config.durability)
+        )
+        self.health = DatabaseHealth(self.store)
+        listen = f"{self.config.host}:{self.config.port}"
+        self.node = Node(self.store, new_node_id(self.config.host, self.config.port), listen, self.config.lease_s)
+        if self.store.is_sqlite:
+            await anyio.to_thread.run_sync(self._open_sqlite_store)
+        else:
+            await self._try_open_store()
         await self._open_spool()
         self.writer = Writer(
             self.store, on_commit=self.wake_pipeline, spool=self.spool, health=self.health, on_spool=self._page_degraded
         )
         self.pipeline = Pipeline(self.store, self.rules.current)
-        self.ready = True
+        # Without a spool, a webhook that arrives before the store is open has nowhere to go.
+        self.ready = self.store_open or self.spool is not None
+
+    def _open_sqlite_store(self) -> None:
+        """Open the SQLite store, turning a failure into `StoreError`, which the command reports as a usage error."""
+        assert self.store is not None
+        try:
+            self._open_store()
+        except sa.exc.OperationalError as error:
+            self.store.engine.dispose()
+            raise StoreError(f"cannot open the database {self._store_url()}: {error.orig}") from error
+
+    def _open_store(self) -> None:
+        """Migrate the schema and register this node: the database work that must come before any other."""
+        assert self.store is not None and self.node is not None
+        self.store.migrate()
+        self.node.register(_utc_now())
+        self.store_open = True
+        log.info("store open: %s", self._store_url())
+
+    def _store_url(self) -> str:
+        assert self.store is not None
+        return self.store.engine.url.render_as_string(hide_password=True)
+
+    async def _try_open_store(self) -> None:
+        """Open the store, or mark the database unreachable when it does not respond."""
+        assert self.health is not None
+        try:
+            # Abandoned on cancellation, because a connection attempt to an unresponsive host
+            # waits for the TCP timeout and would hold up a stop.
+            await anyio.to_thread.run_sync(self._open_store, abandon_on_cancel=True)
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            if self.health.problem is None:
+                log.warning("cannot open the store %s; serving without it until the database responds", self._store_url())
+            self.health.wait_for_store(error)
+            return
+        if not self.health.store_open:
+            self.health.store_opened()
+
+    async def _open_store_when_reachable(self, stop: anyio.Event) -> bool:
+        """Try to open the store every `STORE_RETRY_S` until it opens, and return False when `stop` is set first."""
+        while not self.store_open:
+            with anyio.move_on_after(STORE_RETRY_S):
+                await stop.wait()
+            if stop.is_set():
+                return False
+            await self._try_open_store()
+        return True
 
     async def _open_spool(self) -> None:
         """Open the spool folder; a folder that cannot be written stops the start, because no fallback would survive a restart."""
-        assert self.store is not None
-        self.health = DatabaseHealth(self.store)
+        assert self.store is not None and self.health is not None
         folder = self.config.spool_dir
         if folder is None and self.store.is_sqlite:
             folder = Path(self.store.engine.url.database or ".").parent / "spool"
@@ -417,6 +480,7 @@ class Daemon:
             self.config.endpoints,
             clock=clock,
             on_result=self._notification_result,
+            lease_s=self.config.lease_s,
         )
         self.notifier = Notifier(self.store, self.rules.current, self.outbox, clock)
         self.slack_bot = SlackBot(
@@ -477,8 +541,9 @@ class Daemon:
 
     def cluster_status(self) -> dict[str, object]:
         """Return this node's id and the nodes whose heartbeat is within the lease time, for `/status`."""
-        if self.node is None:
-            return {"node": None, "nodes": []}
+        if self.node is None or not self.store_open:
+            # The node registry is in the database, which this node has not opened yet.
+            return {"node": None if self.node is None else self.node.id, "lease_s": self.config.lease_s, "nodes": []}
         alive = self.node.alive(_utc_now())
         return {"node": self.node.id, "lease_s": self.node.lease_s, "nodes": [node.to_json() for node in alive]}
 
@@ -488,6 +553,24 @@ class Daemon:
             self.node.unregister()
         except sa.exc.OperationalError as error:
             log.warning("removing this node from the node registry failed; it expires by its heartbeat: %s", error.orig)
+
+    async def _run_database_work(self, group: TaskGroup) -> None:
+        """Start the loops that read and write the database once the store is open, unless the daemon stops first."""
+        if not await self._open_store_when_reachable(self._stop_workers):
+            return
+        self.ready = True
+        assert self.outbox is not None
+        assert self.notifier is not None
+        assert self.slack_bot is not None
+        assert self.run_manager is not None
+        group.start_soon(self.run_pipeline)
+        group.start_soon(self._worker, self.run_cluster)
+        if self.config.notify:
+            group.start_soon(self._worker, self.notifier.run)
+            group.start_soon(self._worker, self.outbox.run)
+        group.start_soon(self._worker, self.slack_bot.run)
+        if self.config.runbooks:
+            group.start_soon(self._worker, self.run_manager.run)
 
     async def serve(self) -> None:
         import httpx
@@ -512,24 +595,15 @@ class Daemon:
         server = uvicorn.Server(config)
         _ignore_stop_signals_after_serve()
         async with anyio.create_task_group() as group:
+            # These need no database: webhooks reach the spool, degraded pages go out, rules reload.
             group.start_soon(self.writer.run)
-            group.start_soon(self.run_pipeline)
             if self.drainer is not None:
                 group.start_soon(self._worker, self.drainer.run)
-            group.start_soon(self._worker, self.run_cluster)
-            assert self.outbox is not None
-            assert self.notifier is not None
-            assert self.slack_bot is not None
-            if self.config.notify:
-                group.start_soon(self._worker, self.notifier.run)
-                group.start_soon(self._worker, self.outbox.run)
-                if self.spool is not None:
-                    group.start_soon(self._worker, self.pager.run)
-            group.start_soon(self._worker, self.slack_bot.run)
-            if self.config.runbooks:
-                group.start_soon(self._worker, self.run_manager.run)
+            if self.config.notify and self.pager is not None and self.spool is not None:
+                group.start_soon(self._worker, self.pager.run)
             if self.config.watch:
                 group.start_soon(self.watch_rules)
+            group.start_soon(self._run_database_work, group)
             log.info("listening on http://%s:%d", self.config.host, self.config.port)
             await server.serve()
             log.info("stopping: storing queued payloads and applying stored events")
@@ -550,7 +624,7 @@ class Daemon:
                 await self._workers_stopped()
             group.cancel_scope.cancel()
         await client.aclose()
-        if self.node is not None:
+        if self.node is not None and self.store_open:
             await anyio.to_thread.run_sync(self._unregister)
         if self.store is not None:
             self.store.close()

@@ -65,6 +65,27 @@ class Store:
     @classmethod
     def open(cls, url: str, *, durability: str = "normal", migrate: bool = True) -> Store:
         """Open (and create, for SQLite) the database at `url`, and bring its schema up to date."""
+        store = cls.create(url, durability=durability)
+        try:
+            if migrate:
+                store.migrate()
+            else:
+                with store.engine.connect():
+                    pass
+        except sa.exc.OperationalError as error:
+            store.engine.dispose()
+            raise StoreError(
+                f"cannot open the database {store.engine.url.render_as_string(hide_password=True)}: {error.orig}"
+            ) from error
+        return store
+
+    @classmethod
+    def create(cls, url: str, *, durability: str = "normal") -> Store:
+        """Build the store for `url` without connecting, so a daemon can wait for a PostgreSQL server that is down.
+
+        Raises:
+            StoreError: the SQLite file's folder cannot be created.
+        """
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             try:
@@ -75,19 +96,7 @@ class Store:
             _configure_sqlite(engine, durability)
         else:
             engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **_JSON_CODEC)
-        store = cls(engine)
-        try:
-            if migrate:
-                store.migrate()
-            else:
-                with engine.connect():
-                    pass
-        except sa.exc.OperationalError as error:
-            engine.dispose()
-            raise StoreError(
-                f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {error.orig}"
-            ) from error
-        return store
+        return cls(engine)
 
     def migrate(self) -> None:
         """Apply every Alembic migration that the database lacks."""

@@ -8,6 +8,7 @@ going to a local fake webhook receiver.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import pytest
@@ -117,9 +118,10 @@ def test_two_hundred_timers_fire_once_each(tmp_path: Path, postgres_schema_url: 
 
 
 def test_failing_receiver_gets_each_notification_once(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
-    # Time-compressed: the receiver answers 503 with `Retry-After: 1` to its next 12 requests
-    # (about 10 s of failures at the retry pace) instead of failing for two minutes.
-    fake_saas.fail_next(fake_saas.webhook_path, 503, headers={"Retry-After": "1"}, times=12)
+    # Time-compressed: the receiver answers 503 with `Retry-After: 1` to its next 4 requests instead
+    # of failing for two minutes. A fifth failure would open the endpoint's circuit breaker, which all
+    # nodes share, for 30 s.
+    fake_saas.fail_next(fake_saas.webhook_path, 503, headers={"Retry-After": "1"}, times=4)
     with start_cluster(tmp_path, postgres_schema_url, fake_saas) as cluster:
         for index, daemon in enumerate(cluster.daemons):
             body = alertmanager_body(f"Outage{index}", instance=f"host-{index}")
@@ -130,7 +132,36 @@ def test_failing_receiver_gets_each_notification_once(tmp_path: Path, postgres_s
         )
 
         requests = fake_saas.requests(fake_saas.webhook_path)
-        assert len(requests) == 12 + 3
-        delivered = [request.body for request in requests[12:]]
+        assert len(requests) == 4 + 3
+        delivered = [request.body for request in requests[4:]]
         assert len(set(delivered)) == 3
-        assert cluster.scalar("SELECT sum(attempts) FROM outbox") == 15
+        assert cluster.scalar("SELECT sum(attempts) FROM outbox") == 7
+
+
+def test_receiver_down_two_minutes_gets_each_once(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
+    # Not time-compressed: the receiver answers 503 to every request for two minutes. The
+    # shared circuit breaker opens after 5 failures and tries one message after 30, 60 and
+    # 120 s, so the first trial after the recovery comes about 3.5 minutes after the start.
+    down_s = 120.0
+    fake_saas.fail_for(fake_saas.webhook_path, 503, down_s, headers={"Retry-After": "1"})
+    recovered_at = time.monotonic() + down_s
+    with start_cluster(tmp_path, postgres_schema_url, fake_saas) as cluster:
+        for index, daemon in enumerate(cluster.daemons):
+            body = alertmanager_body(f"Outage{index}", instance=f"host-{index}")
+            assert daemon.post("/hooks/alertmanager", body).status_code == 202
+        wait_for(
+            lambda: cluster.scalar("SELECT count(*) FROM outbox WHERE status = 'delivered'") == 3, "every page delivered", 330
+        )
+        statuses = [tuple(row) for row in cluster.rows("SELECT status, count(*) FROM outbox GROUP BY status")]
+
+    requests = fake_saas.requests(fake_saas.webhook_path)
+    failed = [request for request in requests if request.status == 503]
+    succeeded = [request for request in requests if request.status == 200]
+    assert statuses == [("delivered", 3)]
+    assert len(failed) + len(succeeded) == len(requests)
+    # Every 503 came while the receiver was down, and every 200 after it recovered.
+    assert all(request.at < recovered_at for request in failed)
+    assert all(request.at >= recovered_at for request in succeeded)
+    # Each of the three pages arrived once.
+    assert len(succeeded) == 3
+    assert len({request.body for request in succeeded}) == 3

@@ -164,8 +164,11 @@ class DaemonProcess:
 
     # ------------------------------------------------------------ lifetime
 
-    def start(self) -> DaemonProcess:
-        """Start the child and return once `/readyz` returns 200. Raise with the log when the child exits or hangs."""
+    def start(self, *, until_ready: bool = True) -> DaemonProcess:
+        """Start the child and return once `/readyz` returns 200. Raise with the log when the child exits or hangs.
+
+        With `until_ready=False` it returns once `/healthz` returns 200, for a daemon that serves but cannot be ready yet.
+        """
         self.state.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -183,7 +186,7 @@ class DaemonProcess:
                     f"the daemon exited with status {self.process.returncode} before it was ready:\n{self.log_text()}"
                 )
             try:
-                if self.client.get("/readyz").status_code == 200:
+                if self.client.get("/readyz" if until_ready else "/healthz").status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

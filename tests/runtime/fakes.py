@@ -99,6 +99,8 @@ class Scripted:
     body: Any
     delay_s: float
     times: int
+    # The `time.monotonic()` at which the script stops applying, whatever `times` is left.
+    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,10 @@ class FakeSaaS:
         """Respond to the next `times` requests to `path` with `status`, `headers` and `body` (bytes, text or JSON)."""
         self._script(path, Scripted(status, dict(headers or {}), body, 0.0, times))
 
+    def fail_for(self, path: str, status: int, seconds: float, *, headers: dict[str, str] | None = None) -> None:
+        """Respond to every request to `path` with `status` for the next `seconds`, then as usual."""
+        self._script(path, Scripted(status, dict(headers or {}), b"", 0.0, 2**62, time.monotonic() + seconds))
+
     def delay_next(self, path: str, seconds: float, *, times: int = 1) -> None:
         """Hold the response to the next `times` requests to `path` back for `seconds`."""
         self._script(path, Scripted(None, {}, b"", seconds, times))
@@ -264,6 +270,8 @@ class FakeSaaS:
 
     def _next_script(self, path: str) -> Scripted | None:
         queue = self._scripts.get(path)
+        while queue and queue[0].until is not None and time.monotonic() >= queue[0].until:
+            queue.popleft()
         if not queue:
             return None
         scripted = queue[0]
