@@ -2,7 +2,8 @@
 
 Each daemon is a node with an id of the form `host:port:pid:random`. It inserts
 its row in `nodes` at start and moves `heartbeat_at` forward every
-`HEARTBEAT_S`. A node whose heartbeat is older than the lease time is taken for
+`HEARTBEAT_S`, or every third of the lease time when that is shorter, so a live
+node is never taken for dead. A node whose heartbeat is older than the lease time is taken for
 dead: the runbook runs it leased may be taken over, and it no longer shows on
 `/status`.
 
@@ -69,6 +70,11 @@ class Node:
         self.id = node_id
         self.listen = listen
         self.lease_s = lease_s
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """Return the seconds between two heartbeats: `HEARTBEAT_S`, or a third of a shorter lease time."""
+        return min(HEARTBEAT_S, self.lease_s / 3)
 
     def register(self, now: datetime.datetime) -> None:
         """Insert this node's row, and remove rows of nodes silent for `FORGET_AFTER_LEASES` lease times."""

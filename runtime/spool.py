@@ -84,7 +84,7 @@ class Spool:
         Raises:
             OSError: the folder cannot be created or is not writable.
         """
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"spool folder {folder} is not writable")
         spool = cls(folder, limit_bytes)
@@ -150,7 +150,9 @@ class Spool:
         """Write one encoded payload durably under the spool id that `reserve` returned."""
         final = self.folder / f"{spool_id}{SUFFIX}"
         partial = self.folder / f"{spool_id}{_PARTIAL_SUFFIX}"
-        with partial.open("wb") as file:
+        # Owner-only, whatever the umask: a spooled payload holds alert bodies, which may be confidential.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())

@@ -118,7 +118,7 @@ def daemon_command(
         typer.Option(
             "--retention-every",
             envvar="IRULES_RETENTION_EVERY",
-            help="How often one node deletes what is past its retention period, e.g. 10m; at most every heartbeat (5 s).",
+            help="How often one node deletes what is past its retention period, e.g. 10m; at most once per heartbeat (5 s, or a third of --lease-time).",
         ),
     ] = "10m",
     spool: Annotated[
@@ -126,8 +126,9 @@ def daemon_command(
         typer.Option(
             "--spool",
             envvar="IRULES_SPOOL",
+            # Parentheses, not brackets: Rich reads `[...]` in help text as markup and drops it.
             help="Folder that keeps webhook payloads while the database is unreachable "
-            "[default: <state>/spool with --state, else /var/lib/irules/spool].",
+            "(default: <state>/spool with --state, else /var/lib/irules/spool).",
         ),
     ] = None,
     spool_limit: Annotated[

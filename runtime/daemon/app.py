@@ -169,8 +169,12 @@ async def _reject(daemon: Daemon, source: str, inbound: Inbound, rejected: Rejec
             dead_letter = await anyio.to_thread.run_sync(
                 lambda: record_dead_letter(daemon.store, source, inbound, rejected.status, rejected.reason, body_limit=limit)
             )
-        except Exception:
-            log.exception("source %s: could not store the dead letter of a rejected request", source)
+        except Exception as error:
+            if is_unreachable(error):
+                # The sender gets its 4xx either way, and the outage itself is logged once elsewhere.
+                log.warning("source %s: dead letter of a rejected request not stored, the database is unreachable", source)
+            else:
+                log.exception("source %s: could not store the dead letter of a rejected request", source)
     log.warning(
         "source %s: request rejected with %d: %s%s",
         source,
@@ -280,6 +284,8 @@ async def readyz(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     daemon = _daemon(request)
+    # The same answer as `/readyz`, so that the two never disagree.
+    ready = daemon.ready and daemon.rules.policy is not None and await daemon.database_problem() is None
     pending = await anyio.to_thread.run_sync(daemon._pending_events)
     cluster = await anyio.to_thread.run_sync(daemon.cluster_status)
     from compiler.version import __version__
@@ -287,7 +293,7 @@ async def status(request: Request) -> Response:
     return JSONResponse(
         {
             "version": __version__,
-            "ready": daemon.ready,
+            "ready": ready,
             "started_at": daemon.started_at.isoformat(),
             "rules": daemon.rules.status(),
             "store": daemon.store.engine.url.render_as_string(hide_password=True) if daemon.store else None,

@@ -212,7 +212,7 @@ class SpoolDrainer:
             self._on_stored()
         self.drained += stored
         if stored:
-            log.warning("spool drained: %d payloads stored, %d left", stored, self.spool.pending)
+            log.warning("spool drained: %d payload(s) stored, %d left", stored, self.spool.pending)
         return stored
 
 

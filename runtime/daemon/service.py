@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from prometheus_client import Counter
 
 from compiler.ir import BUILTIN_SOURCES, SecretRef
-from runtime.cluster import HEARTBEAT_S, Node, new_node_id
+from runtime.cluster import Node, new_node_id
 from runtime.daemon.metrics import Metrics
 from runtime.daemon.outage import DatabaseHealth, DegradedPager, SpoolDrainer, is_unreachable
 from runtime.daemon.rules import RulesState
@@ -251,7 +251,7 @@ class Daemon:
                 "pass --spool DIR with a writable folder"
             ) from error
         if self.spool.pending:
-            log.warning("spool %s has %d payloads from an earlier run; they drain now", folder, self.spool.pending)
+            log.warning("spool %s has %d payload(s) from an earlier run; they drain now", folder, self.spool.pending)
         self.drainer = SpoolDrainer(self.spool, self.store, self.health, self.wake_pipeline)
         self.health.on_recovery.append(self.drainer.wake)
 
@@ -524,8 +524,8 @@ class Daemon:
                 if await anyio.to_thread.run_sync(self._claim_job, "retention", self.config.retention.every_s):
                     await anyio.to_thread.run_sync(self.run_retention, _utc_now())
             except sa.exc.OperationalError as error:
-                log.warning("node heartbeat failed; retrying in %.0f s: %s", HEARTBEAT_S, error.orig)
-            with anyio.move_on_after(HEARTBEAT_S):
+                log.warning("node heartbeat failed; retrying in %.1f s: %s", self.node.heartbeat_every_s, error.orig)
+            with anyio.move_on_after(self.node.heartbeat_every_s):
                 await stop.wait()
 
     def run_retention(self, now: datetime.datetime) -> dict[str, int]:

@@ -30,6 +30,17 @@ def test_status_lists_every_node(tmp_path: Path, postgres_schema_url: str, fake_
             assert status["node"].split(":")[1] == str(daemon.port)
 
 
+def test_short_lease_keeps_live_nodes_listed(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
+    # With a 2 s lease, heartbeats every 5 s would let each live node drop out of the
+    # list (and have its leases taken over) between two heartbeats.
+    with start_cluster(tmp_path, postgres_schema_url, fake_saas, nodes=2, extra_args=("--lease-time", "2s")) as cluster:
+        counts = []
+        for _ in range(24):
+            counts.append(len(cluster.daemons[0].status()["cluster"]["nodes"]))
+            time.sleep(0.25)
+    assert counts == [2] * 24
+
+
 def test_same_webhook_on_two_nodes_makes_one_page(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
     body = alertmanager_body("DiskFull", instance="db-1")
     with start_cluster(tmp_path, postgres_schema_url, fake_saas) as cluster:

@@ -87,6 +87,9 @@ def test_daemon_starts_without_database(
     assert waiting_text.startswith("not ready: the database is unreachable: connection failed: ")
     assert waiting["pending_events"] == 0
     assert waiting["cluster"]["nodes"] == []
+    # `/status` agrees with `/readyz`.
+    assert waiting["ready"] is False
+    assert opened["ready"] is True
     assert [response.status_code for response in responses] == [202] * ALERTS
     assert [body["spooled"] for body in bodies] == [True] * ALERTS
     assert [body["payload_id"] for body in bodies] == [None] * ALERTS
@@ -173,9 +176,20 @@ def test_spool_defaults_to_state_folder(
     try:
         response = daemon.post("/hooks/alertmanager", payload(1))
         in_state = sorted((tmp_path / "state" / "spool").glob("*.spool"))
+        # A rejected request during the outage (an Alertmanager body to the Grafana hook) gets its 4xx,
+        # and its dead letter, which cannot be stored, one log line without a traceback.
+        rejected = daemon.post("/hooks/grafana", payload(2))
+        records = [record for record in daemon.log_records() if "dead letter" in record.get("message", "")]
     finally:
         daemon.stop()
 
     assert response.status_code == 202
     assert response.json()["spooled"] is True
     assert [path.stem for path in in_state] == [response.json()["spool_id"]]
+    # Owner-only: the file holds alert bodies.
+    assert [oct(path.stat().st_mode & 0o777) for path in in_state] == ["0o600"]
+    assert 400 <= rejected.status_code < 500
+    assert [record["message"] for record in records][:1] == [
+        "source grafana: dead letter of a rejected request not stored, the database is unreachable"
+    ]
+    assert [record for record in records if "exception" in record] == []
