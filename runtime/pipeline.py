@@ -60,6 +60,10 @@ BATCH_SIZE = 200
 APPLY_LOCK_ID = 0x69727573
 
 
+# Errors of the connection or the server rather than of one event's statements.
+_CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+
+
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -315,6 +319,10 @@ class Pipeline:
             try:
                 with connection.begin_nested():
                     outcomes = self._apply_batch(connection, policy, rows)
+            except _CONNECTION_ERRORS:
+                # The connection failed (a database outage), not one event: applying the events one at a
+                # time would only fail again on the dead connection. The caller handles the outage.
+                raise
             except Exception:
                 # Find the event at fault: apply them one at a time, each in its own savepoint.
                 log.warning("a batch of %d alert events failed; applying them one at a time", len(rows), exc_info=True)

@@ -393,6 +393,26 @@ def test_failing_event_becomes_dead_letter(store: Store, policy: Policy, monkeyp
     assert len(all_incidents(store)) == 1
 
 
+def test_lost_connection_is_not_blamed_on_events(store: Store, policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that closes the connection mid-batch is an outage: the batch is left for later, and
+    # no event is tried alone on the dead connection or turned into a dead letter.
+    lost = sa.exc.OperationalError("INSERT INTO timeline ...", {}, Exception("server closed the connection unexpectedly"))
+    tried_alone: list[int] = []
+
+    def apply_batch(connection, policy, rows):  # type: ignore[no-untyped-def]
+        raise lost
+
+    monkeypatch.setattr(Pipeline, "_apply_batch", lambda self, *arguments: apply_batch(*arguments))
+    monkeypatch.setattr(Pipeline, "_apply_alone", lambda self, connection, policy, row: tried_alone.append(row.id))
+    accept(store, [fire("HighLatency", T0, cluster="eu-1", service="checkout", instance="a")])
+    with pytest.raises(sa.exc.OperationalError):
+        Pipeline(store, lambda: policy).process_pending()
+    assert tried_alone == []
+    assert outcomes(store) == [None]
+    with store.read() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one() == 0
+
+
 def test_acknowledge_and_transitions(store: Store, policy: Policy) -> None:
     run(store, policy, fire("HighLatency", T0, cluster="eu-1", service="checkout", instance="a"))
     acked = incident_ops.acknowledge(store, "INC-2026-0001", "alice", T0 + datetime.timedelta(minutes=3))
