@@ -103,9 +103,57 @@ class Node:
             rows = connection.execute(sa.select(nodes).where(nodes.c.heartbeat_at >= since).order_by(nodes.c.id)).all()
         return [NodeInfo(row.id, row.listen, row.started_at, row.heartbeat_at) for row in rows]
 
+    def members(self, now: datetime.datetime) -> tuple[list[NodeInfo], list[NodeInfo]]:
+        """Return the registered nodes in two lists, by id: those alive at `now` and those silent past the lease time."""
+        since = now - datetime.timedelta(seconds=self.lease_s)
+        with self.store.read() as connection:
+            rows = connection.execute(sa.select(nodes).order_by(nodes.c.id)).all()
+        infos = [NodeInfo(row.id, row.listen, row.started_at, row.heartbeat_at) for row in rows]
+        return [info for info in infos if info.heartbeat_at >= since], [info for info in infos if info.heartbeat_at < since]
+
     def claim_job(self, name: str, every_s: float, now: datetime.datetime) -> bool:
         """Return True when this node runs job `name` now: it was due, and this node moved it to `now + every_s`."""
         return claim_job(self.store, name, self.id, every_s, now)
+
+
+class PeerWatch:
+    """Logs the other nodes that join the cluster, fall silent or stop, as this node sees them at its heartbeats.
+
+    An operator reading one node's log then learns that a peer died and that its
+    leases are being taken over, without looking at `/status`.
+    """
+
+    def __init__(self, own_id: str) -> None:
+        self.own_id = own_id
+        # Listen address of each peer seen alive at the last look; None before the first look.
+        self._alive: dict[str, str] | None = None
+
+    def update(self, alive: list[NodeInfo], silent: list[NodeInfo]) -> list[str]:
+        """Compare with the last look, log each change, and return the log messages."""
+        now_alive = {info.id: info.listen for info in alive if info.id != self.own_id}
+        silent_ids = {info.id for info in silent}
+        messages = []
+        if self._alive is not None:
+            for node_id, listen in sorted(now_alive.items()):
+                if node_id not in self._alive:
+                    messages.append(f"node joined: node_id={node_id} listen={listen}")
+            for node_id, listen in sorted(self._alive.items()):
+                if node_id in now_alive:
+                    continue
+                if node_id in silent_ids:
+                    messages.append(
+                        f"node silent past the lease time: node_id={node_id} listen={listen}; "
+                        "its runbook runs and messages being sent are taken over"
+                    )
+                else:
+                    messages.append(f"node left: node_id={node_id} listen={listen}")
+        self._alive = now_alive
+        for message in messages:
+            if message.startswith("node silent"):
+                log.warning(message)
+            else:
+                log.info(message)
+        return messages
 
 
 def claim_job(store: Store, name: str, node_id: str, every_s: float, now: datetime.datetime) -> bool:

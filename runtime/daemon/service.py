@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from prometheus_client import Counter
 
 from compiler.ir import BUILTIN_SOURCES, SecretRef
-from runtime.cluster import Node, new_node_id
+from runtime.cluster import Node, PeerWatch, new_node_id
 from runtime.daemon.metrics import Metrics
 from runtime.daemon.outage import DatabaseHealth, DegradedPager, SpoolDrainer, is_unreachable
 from runtime.daemon.rules import RulesState
@@ -518,9 +518,12 @@ class Daemon:
     async def run_cluster(self, stop: anyio.Event) -> None:
         """Heartbeat this node, and run retention when this node holds its turn, until `stop` is set."""
         assert self.node is not None
+        peers = PeerWatch(self.node.id)
         while not stop.is_set():
             try:
                 await anyio.to_thread.run_sync(self.node.heartbeat, _utc_now())
+                alive, silent = await anyio.to_thread.run_sync(self.node.members, _utc_now())
+                peers.update(alive, silent)
                 if await anyio.to_thread.run_sync(self._claim_job, "retention", self.config.retention.every_s):
                     await anyio.to_thread.run_sync(self.run_retention, _utc_now())
             except sa.exc.OperationalError as error:

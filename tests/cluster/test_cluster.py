@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.harness import alertmanager_body, start_cluster, wait_for
+from tests.cluster.test_takeover import kill_node
 from tests.runtime.fakes import FakeSaaS
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,21 @@ def test_short_lease_keeps_live_nodes_listed(tmp_path: Path, postgres_schema_url
             counts.append(len(cluster.daemons[0].status()["cluster"]["nodes"]))
             time.sleep(0.25)
     assert counts == [2] * 24
+
+
+def test_killed_peer_is_logged_by_survivor(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
+    with start_cluster(tmp_path, postgres_schema_url, fake_saas, nodes=2, extra_args=("--lease-time", "2s")) as cluster:
+        survivor, victim = cluster.daemons
+        victim_id = victim.status()["cluster"]["node"]
+        kill_node(victim)
+
+        def silent_lines() -> list[str]:
+            return [record["message"] for record in survivor.log_records() if "node silent" in record.get("message", "")]
+
+        wait_for(lambda: bool(silent_lines()), "the survivor to log the silent node", 15)
+        lines = silent_lines()
+    assert len(lines) == 1
+    assert f"node_id={victim_id} listen=127.0.0.1:{victim.port}" in lines[0]
 
 
 def test_same_webhook_on_two_nodes_makes_one_page(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
