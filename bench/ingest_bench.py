@@ -346,7 +346,8 @@ def target_lines(
     ours_kib = max(largest["irules_stored_kib"], largest["irules_applied_kib"])
     return [
         f"- Batch 100, irules at least as many alerts/s as Alertmanager: {ours_100['alerts_median']:,.0f} against "
-        f"{theirs_100['alerts_median']:,.0f} (median): {_verdict(ours_100['alerts_median'] >= theirs_100['alerts_median'])}.",
+        f"{theirs_100['alerts_median']:,.0f} (median), {ours_100['alerts_best']:,.0f} against {theirs_100['alerts_best']:,.0f} "
+        f"(best): {_two_verdicts(ours_100, theirs_100)}.",
         f"- Memory at {largest['alerts']:,} active alerts no more than Alertmanager's: irules {ours_kib / 1024:,.0f} MiB "
         f"against {largest['alertmanager_kib'] / 1024:,.0f} MiB: {_verdict(ours_kib <= largest['alertmanager_kib'])}.",
         f"- Batch 1, irules at least as fast as Alertmanager: {ours['requests_median']:,.0f} against "
@@ -376,6 +377,15 @@ def wrk_lines(throughput: dict[str, object], figures: dict[str, dict[int, dict[s
 
 def _verdict(met: bool) -> str:
     return "met" if met else "missed"
+
+
+def _two_verdicts(ours: dict[str, float], theirs: dict[str, float]) -> str:
+    """Return the verdict on the median and on the best run, which differ when a server's rate varies between runs."""
+    median = ours["alerts_median"] >= theirs["alerts_median"]
+    best = ours["alerts_best"] >= theirs["alerts_best"]
+    if median == best:
+        return _verdict(median)
+    return f"{_verdict(median)} on the median, {_verdict(best)} on the best run, so not settled by this run"
 
 
 def report(plan: Plan, throughput: dict[str, object], memory: dict[str, object], context: dict[str, str]) -> str:

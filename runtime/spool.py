@@ -150,7 +150,7 @@ class Spool:
         """Write one encoded payload durably under the spool id that `reserve` returned."""
         final = self.folder / f"{spool_id}{SUFFIX}"
         partial = self.folder / f"{spool_id}{_PARTIAL_SUFFIX}"
-        # Owner-only, whatever the umask: a spooled payload holds alert bodies, which may be confidential.
+        # Owner-only, whatever the umask: a spooled payload contains alert bodies, which may be confidential.
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)

@@ -284,7 +284,7 @@ async def readyz(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     daemon = _daemon(request)
-    # The same answer as `/readyz`, so that the two never disagree.
+    # The same result as `/readyz`, so that the two never disagree.
     ready = daemon.ready and daemon.rules.policy is not None and await daemon.database_problem() is None
     pending = await anyio.to_thread.run_sync(daemon._pending_events)
     cluster = await anyio.to_thread.run_sync(daemon.cluster_status)
