@@ -8,6 +8,7 @@ new source never touches the pipeline.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,18 @@ class Alert:
             "source_severity": self.source_severity,
             "details": self.details,
         }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, status: str | None = None) -> Alert:
+        """Return the alert of a row of the `alerts` table, as the policy reads it, with `status` in place of the stored one."""
+        return cls(
+            source=row["source"],
+            name=row["name"],
+            status=status or row["status"],
+            labels=dict(row["labels"]),
+            annotations=dict(row["annotations"] or {}),
+            fingerprint=row["fingerprint"],
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Alert:

@@ -800,13 +800,7 @@ class Pipeline:
             for key in rows:
                 row = work.alert(key)
                 assert row is not None
-                alert = Alert(
-                    source=row["source"],
-                    name=row["name"],
-                    status=row["status"],
-                    labels=dict(row["labels"]),
-                    fingerprint=row["fingerprint"],
-                )
+                alert = Alert.from_row(row)
                 settings = policy.flap_settings(alert)
                 window = settings[0] if settings else 0.0
                 last = _parse_moment(row["transitions"][-1]) if row["transitions"] else row["last_seen"]

@@ -218,13 +218,7 @@ def _expired(row: sa.RowMapping, now: datetime.datetime, policy: Policy | None) 
     resolved_at = row["resolved_at"] or row["last_seen"]
     window = 0.0
     if policy is not None:
-        alert = Alert(
-            source=row["source"],
-            name=row["name"],
-            status=row["status"],
-            labels=dict(row["labels"]),
-            fingerprint=row["fingerprint"],
-        )
+        alert = Alert.from_row(row)
         flap = policy.flap_settings(alert)
         window = max(policy.dedup_window_s(alert) or 0.0, flap[0] if flap else 0.0)
     return resolved_at < now - _seconds(window)

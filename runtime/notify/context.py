@@ -137,14 +137,7 @@ def _runbooks(policy: Policy, alert_list: list[dict[str, Any]]) -> list[dict[str
     firing = next((item for item in alert_list if item["status"] == FIRING), None)
     if firing is None or not policy.ruleset.runbooks:
         return []
-    alert = Alert(
-        source=firing["source"],
-        name=firing["name"],
-        status=FIRING,
-        labels=firing["labels"],
-        annotations=firing["annotations"],
-        fingerprint=firing["fingerprint"],
-    )
+    alert = Alert.from_row(firing, status=FIRING)
     values = alert_values(alert, policy.service_of(alert.labels))
     found = []
     for runbook in policy.ruleset.runbooks:

@@ -226,14 +226,7 @@ def remediate(
             .first()
         )
     if first is not None:
-        alert = Alert(
-            source=first["source"],
-            name=first["name"],
-            status=first["status"],
-            labels=dict(first["labels"]),
-            annotations=dict(first["annotations"]),
-            fingerprint=first["fingerprint"],
-        )
+        alert = Alert.from_row(first)
     else:
         alert = Alert(source="person", name="", status="firing", labels={})
     values = alert_values(alert, policy.service_of(alert.labels))

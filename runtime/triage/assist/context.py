@@ -131,14 +131,7 @@ def incident_values(policy: Policy, incident: dict[str, Any], alert_rows: list[d
     if first is None:
         alert = Alert(source="person", name="", status="firing", labels={})
     else:
-        alert = Alert(
-            source=first["source"],
-            name=first["name"],
-            status=first["status"],
-            labels=dict(first["labels"]),
-            annotations=dict(first["annotations"]),
-            fingerprint=first["fingerprint"],
-        )
+        alert = Alert.from_row(first)
     values = template_values(alert_values(alert, policy.service_of(alert.labels)))
     values["incident"] = {
         "id": incident["key"],
