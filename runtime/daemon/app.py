@@ -271,21 +271,28 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok\n")
 
 
-async def readyz(request: Request) -> Response:
-    """Return 200 once the ruleset and the store are loaded, while the database answers a probe (cached for about a second)."""
-    daemon = _daemon(request)
+async def _not_ready(daemon: Daemon) -> str | None:
+    """Return why the daemon is not ready, or None once the ruleset and the store are loaded and the database responds."""
     if not daemon.ready or daemon.rules.policy is None:
-        return PlainTextResponse("not ready: loading the ruleset and the store\n", status_code=503)
+        return "loading the ruleset and the store"
     problem = await daemon.database_problem()
     if problem is not None:
-        return PlainTextResponse(f"not ready: the database is unreachable: {problem}\n", status_code=503)
+        return f"the database is unreachable: {problem}"
+    return None
+
+
+async def readyz(request: Request) -> Response:
+    """Return 200 once the ruleset and the store are loaded, while the database responds to a probe (cached for about a second)."""
+    reason = await _not_ready(_daemon(request))
+    if reason is not None:
+        return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
     return PlainTextResponse("ready\n")
 
 
 async def status(request: Request) -> Response:
     daemon = _daemon(request)
-    # The same result as `/readyz`, so that the two never disagree.
-    ready = daemon.ready and daemon.rules.policy is not None and await daemon.database_problem() is None
+    # `/readyz`'s check, so that the two never disagree.
+    ready = await _not_ready(daemon) is None
     pending = await anyio.to_thread.run_sync(daemon._pending_events)
     cluster = await anyio.to_thread.run_sync(daemon.cluster_status)
     from compiler.version import __version__
