@@ -179,18 +179,23 @@ def measure_in_process(scratch: Path) -> dict[str, float]:
         daemon = Daemon(config)
         await daemon.start()
         assert daemon.pipeline is not None
+
         single = [irules_body(range(number, number + 1), now) for number in range(IN_PROCESS_REQUESTS)]
         first = IN_PROCESS_REQUESTS
         batches = [
             irules_body(range(first + index * BATCH, first + (index + 1) * BATCH), now) for index in range(IN_PROCESS_BATCHES)
         ]
+        # The first 100 requests warm up the handler and the store, and are not counted.
         await post_all(daemon, single[:100])
+
         started = time.process_time()
         await post_all(daemon, single[100:])
         per_request = (time.process_time() - started) / (len(single) - 100) * 1e6
+
         started = time.process_time()
         await post_all(daemon, batches)
         per_alert = (time.process_time() - started) / (len(batches) * BATCH) * 1e6
+
         started = time.process_time()
         applied = 0
         while True:

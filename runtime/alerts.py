@@ -93,7 +93,7 @@ class Alert:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, status: str | None = None) -> Alert:
-        """Return the alert of a row of the `alerts` table, as the policy reads it, with `status` in place of the stored one."""
+        """Return the alert of a row of the `alerts` table, with `status`, when given, in place of the stored one."""
         return cls(
             source=row["source"],
             name=row["name"],

@@ -117,7 +117,7 @@ class Node:
 
 
 class PeerWatch:
-    """Logs the other nodes that join the cluster, fall silent or stop, as this node sees them at its heartbeats.
+    """Logs the other nodes that join the cluster, fall silent or stop, as this node observes them at its heartbeats.
 
     An operator reading one node's log then learns that a peer died and that its
     leases are being taken over, without looking at `/status`.

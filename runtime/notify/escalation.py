@@ -140,8 +140,8 @@ def cancellation_entry(
 ) -> tuple[str, dict[str, object]] | None:
     """Return the timeline message and data for what `cancel` ended, or None when it ended nothing.
 
-    After an acknowledgement, timers that wait for the resolution still run; the
-    message says how many, so that nobody reads "stopped" as "nothing more will happen".
+    After an acknowledgement, timers that wait for the resolution still run. The
+    message gives their count, so that "cancelled" is not read as "nothing more will happen".
     """
     if not stopped and not withdrawn:
         return None

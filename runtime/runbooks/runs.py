@@ -501,7 +501,7 @@ def request_in(
 
 
 def expire_if_due(store: Store, request_id: int, now: datetime.datetime, *, lease_owner: str | None = None) -> bool:
-    """Mark a pending approval `timed_out` when its timeout has passed, so a late answer is rejected; return True if so.
+    """Mark a pending approval `timed_out` when its timeout has passed, so a late decision is rejected; return True if so.
 
     With `lease_owner`, nothing is written unless that node still holds the run's lease (see `check_lease`).
     """

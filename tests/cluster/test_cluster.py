@@ -145,7 +145,7 @@ def test_two_hundred_timers_fire_once_each(tmp_path: Path, postgres_schema_url: 
 
 
 def test_failing_receiver_gets_each_notification_once(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
-    # Time-compressed: the receiver answers 503 with `Retry-After: 1` to its next 4 requests instead
+    # Time-compressed: the receiver responds 503 with `Retry-After: 1` to its next 4 requests instead
     # of failing for two minutes. A fifth failure would open the endpoint's circuit breaker, which all
     # nodes share, for 30 s.
     fake_saas.fail_next(fake_saas.webhook_path, 503, headers={"Retry-After": "1"}, times=4)
@@ -166,7 +166,7 @@ def test_failing_receiver_gets_each_notification_once(tmp_path: Path, postgres_s
 
 
 def test_receiver_down_two_minutes_gets_each_once(tmp_path: Path, postgres_schema_url: str, fake_saas: FakeSaaS) -> None:
-    # Not time-compressed: the receiver answers 503 to every request for two minutes. The
+    # Not time-compressed: the receiver responds 503 to every request for two minutes. The
     # shared circuit breaker opens after 5 failures and tries one message after 30, 60 and
     # 120 s, so the first trial after the recovery comes about 3.5 minutes after the start.
     down_s = 120.0

@@ -261,7 +261,7 @@ def test_stalled_node_late_result_rejected(tmp_path: Path, postgres_schema_url: 
     With a lease of 10 minutes on A, the test moves A's lease end into the past while A
     is stopped. A's renewal, due every third of its lease, is then not due when A wakes,
     so its late result meets the fence. With 2 s on both nodes, the lease expires on its
-    own, and A's renewal and its late write race when A wakes; either stops the run.
+    own. A's renewal and its late write then race when A wakes, and either one stops the run.
     """
     runbook = runbook_text(tmp_path)
     (tmp_path / "a").mkdir()

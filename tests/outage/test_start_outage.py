@@ -169,7 +169,7 @@ def test_incident_api_returns_503_in_outage(
 def test_spool_defaults_to_state_folder(
     tmp_path: Path, postgres: PrivatePostgres, database_url: str, fake_saas: FakeSaaS
 ) -> None:
-    # With `--state` beside `--database`, the spool is `<state>/spool`, as `--help` says, and not
+    # With `--state` beside `--database`, the spool is `<state>/spool`, as `--help` states, and not
     # /var/lib/irules/spool, which every node and every test on the machine would share.
     postgres.stop()
     daemon = daemon_without_database(tmp_path, database_url, fake_saas, spool_flag=False)
@@ -186,7 +186,7 @@ def test_spool_defaults_to_state_folder(
     assert response.status_code == 202
     assert response.json()["spooled"] is True
     assert [path.stem for path in in_state] == [response.json()["spool_id"]]
-    # Owner-only: the file holds alert bodies.
+    # Owner-only, because the file contains alert bodies.
     assert [oct(path.stat().st_mode & 0o777) for path in in_state] == ["0o600"]
     assert 400 <= rejected.status_code < 500
     assert [record["message"] for record in records][:1] == [

@@ -286,7 +286,7 @@ def test_acknowledgement_cancels_unacknowledged_steps_only(harness) -> None:
     entry = h.timeline("escalation.cancelled")[0]
     assert entry["actor"] == "alice"
     # The two `notify` steps that wait for the resolution fired after the acknowledgement,
-    # and the timeline says so instead of "escalation stopped".
+    # and the timeline states this instead of "escalation stopped".
     assert entry["data"] == {"on": "acknowledged", "steps": 3, "messages": 0, "remaining": 2}
     assert entry["message"] == (
         "Acknowledged: 3 escalation steps and 0 unsent messages cancelled; 2 steps that wait for the resolution still run"

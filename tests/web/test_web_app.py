@@ -406,10 +406,10 @@ def test_wrong_tokens_lock_address_out(token_config: DaemonConfig) -> None:
         for _ in range(DEFAULT_LIMIT):
             assert (await log_in(served, "mallory", "not-the-token")).status_code == 401
         # Locked out: even the right token is not compared until the window has passed.
-        refused = await log_in(served, "alice", TOKEN)
-        assert refused.status_code == 429
-        assert 0 < int(refused.headers["retry-after"]) <= DEFAULT_WINDOW_S
-        assert "too many wrong tokens" in refused.text
+        rejected = await log_in(served, "alice", TOKEN)
+        assert rejected.status_code == 429
+        assert 0 < int(rejected.headers["retry-after"]) <= DEFAULT_WINDOW_S
+        assert "too many wrong tokens" in rejected.text
         assert (await served.client.get("/ui/")).status_code == 303
 
     run(token_config, check)
