@@ -18,6 +18,10 @@ and a breaker that one of them opened keeps the others from sending as well.
   failure counts toward `threshold` and reopens a breaker that is open or on
   trial, with a pause that doubles up to `max_open_s`. Any other outcome closes
   the breaker.
+- `last_digest_at` is when the endpoint's last digest was folded, while its
+  storm lasts, so the digest cadence is the same for every daemon. The time
+  that `take_token` returns was read under the row lock, so it counts a digest
+  that another daemon committed while this one waited for the lock.
 
 Times in this table are seconds since the Unix epoch, taken from the calling
 node's clock, because the refill arithmetic must be the same in SQLite and
@@ -57,10 +61,15 @@ class BreakerSettings:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One token taken from an endpoint's bucket. `trial` is True when the message is the breaker's trial."""
+    """One token taken from an endpoint's bucket.
+
+    `trial` is True when the message is the breaker's trial; `last_digest_at` is the
+    endpoint's last digest time as the row holds it now (None outside a storm).
+    """
 
     endpoint: str
     trial: bool
+    last_digest_at: datetime.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +122,42 @@ def take_token(
             },
             where=sa.and_(available >= 1.0, breaker_allows),
         )
-        .returning(state.open_until)
+        .returning(state.open_until, state.last_digest_at)
     )
     row = connection.execute(statement).first()
     if row is None:
         return None
-    return Grant(endpoint, trial=row.open_until is not None)
+    return Grant(endpoint, trial=row.open_until is not None, last_digest_at=_moment(row.last_digest_at))
+
+
+def last_digest(connection: sa.Connection, endpoint: str) -> datetime.datetime | None:
+    """Return when the endpoint's last digest was folded, or None outside a storm; read without a lock."""
+    stored = connection.execute(
+        sa.select(endpoint_state.c.last_digest_at).where(endpoint_state.c.endpoint == endpoint)
+    ).scalar_one_or_none()
+    return _moment(stored)
+
+
+def note_digest(connection: sa.Connection, endpoint: str, now: datetime.datetime) -> None:
+    """Record that a digest to the endpoint is folded now; call it after `take_token` granted the digest's token."""
+    connection.execute(
+        endpoint_state.update().where(endpoint_state.c.endpoint == endpoint).values(last_digest_at=now.timestamp())
+    )
+
+
+def end_storm(connection: sa.Connection, endpoint: str, last: datetime.datetime) -> None:
+    """Forget the endpoint's digest time `last`, so its messages go one by one again; a later digest time stays."""
+    state = endpoint_state.c
+    connection.execute(
+        endpoint_state.update()
+        # A microsecond of slack for the float round trip of the stored time; another digest is seconds later.
+        .where(state.endpoint == endpoint, state.last_digest_at <= last.timestamp() + 1e-6)
+        .values(last_digest_at=None)
+    )
+
+
+def _moment(seconds: float | None) -> datetime.datetime | None:
+    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
 def refund_token(connection: sa.Connection, grant: Grant, burst: float, now: datetime.datetime) -> None:

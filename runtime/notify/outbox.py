@@ -27,7 +27,8 @@ the row of the worker that took it over.
 - In a storm, when `DIGEST_AT` or more foldable messages wait for one chat
   endpoint, they are folded into one digest message listing the incidents, so
   people get one message instead of hundreds. While the storm lasts, the
-  endpoint gets at most one digest per `DIGEST_INTERVAL_S`. Messages that
+  endpoint gets at most one digest per `DIGEST_INTERVAL_S`, from all daemons on
+  the database together (the time is in `endpoint_state`). Messages that
   cannot be folded (acknowledgements, resolutions, escalation steps) still go
   out in between. Pages (PagerDuty) are never folded.
 """
@@ -173,8 +174,6 @@ class Outbox:
         self.release_every_s = lease_s / RENEWALS_PER_LEASE
         self.breaker = breaker or BreakerSettings()
         self._busy: set[str] = set()
-        # Time of each endpoint's last digest. While its storm lasts, foldable messages wait for the next digest.
-        self._last_digest: dict[str, datetime.datetime] = {}
         self._wakeup = anyio.Event()
         # Decides whether this process runs a periodic job now: `(name, every_s) -> bool`.
         # Several daemons on one database set it to a cluster-wide claim, so the
@@ -286,13 +285,15 @@ class Outbox:
         kind = queue[0]["channel"]
         rate, burst = self.rates.get(kind, DEFAULT_RATE)
         foldable = [row for row in queue if _foldable(row)] if kind in DIGEST_KINDS else []
-        last = self._last_digest.get(endpoint)
-        holding = last is not None and (now - last).total_seconds() < DIGEST_INTERVAL_S
+        # The digest time is shared by every daemon on the database. This read takes no lock; the
+        # time that `take_token` returns below was read under the endpoint's row lock, and decides.
+        last = limits.last_digest(connection, endpoint) if foldable else None
+        holding, storming = _digest_state(last, len(foldable), now)
         if last is not None and not holding and len(foldable) < 2:
             # The storm is over, so the endpoint gets one message per incident again.
-            self._last_digest.pop(endpoint, None)
+            limits.end_storm(connection, endpoint, last)
             last = None
-        storming = len(foldable) >= (2 if last is not None else DIGEST_AT)
+            holding, storming = _digest_state(last, len(foldable), now)
         grant: limits.Grant | None = None
         for row in queue:
             if holding and _foldable(row):
@@ -303,10 +304,16 @@ class Outbox:
                 grant = limits.take_token(connection, endpoint, rate, burst, now, breaker=self.breaker, trial_hold_s=self.lease_s)
                 if grant is None:
                     return None
+                if foldable and grant.last_digest_at != last:
+                    # Another daemon folded a digest, or ended the storm, since the read above.
+                    last = grant.last_digest_at
+                    holding, storming = _digest_state(last, len(foldable), now)
+                    if holding and _foldable(row):
+                        continue
             if not self._still_wanted(connection, row, now):
                 continue
             if storming and _foldable(row):
-                self._last_digest[endpoint] = now
+                limits.note_digest(connection, endpoint, now)
                 claimed = self._fold(connection, foldable[:DIGEST_MAX], now)
             else:
                 claimed = self._lease(connection, row, now)
@@ -663,6 +670,17 @@ def _endpoints_sending(connection: sa.Connection, now: datetime.datetime) -> set
             sa.select(outbox.c.endpoint).where(outbox.c.status == "sending", outbox.c.lease_until > now).distinct()
         ).scalars()
     )
+
+
+def _digest_state(last: datetime.datetime | None, foldable: int, now: datetime.datetime) -> tuple[bool, bool]:
+    """Return whether foldable messages wait for the next digest (`holding`), and whether a digest goes now (`storming`).
+
+    `last` is the endpoint's last digest time, or None outside a storm, and `foldable`
+    the number of foldable messages waiting.
+    """
+    holding = last is not None and (now - last).total_seconds() < DIGEST_INTERVAL_S
+    storming = foldable >= (2 if last is not None else DIGEST_AT)
+    return holding, storming
 
 
 def _foldable(row: Any) -> bool:

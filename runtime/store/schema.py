@@ -404,4 +404,6 @@ endpoint_state = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("open_until", sa.Float, nullable=True),
     sa.Column("pause_s", sa.Float, nullable=False),
+    # When the endpoint's last digest was folded, while its storm lasts; NULL when its messages go one by one.
+    sa.Column("last_digest_at", sa.Float, nullable=True),
 )

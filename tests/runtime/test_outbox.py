@@ -304,6 +304,63 @@ async def test_workers_share_circuit_breaker(store: Store, tmp_path) -> None:
     assert attempts == [(0.0, 0), (0.0, 0), (0.0, 0), (1.0, 1), (1.0, 1), (31.0, 1), (91.0, 1)]
 
 
+def queue_storm_rows(store: Store, count: int, now: datetime.datetime, first: int) -> None:
+    """Queue `count` foldable messages ("opened") to the webhook endpoint, numbered from `first`."""
+    rows = [
+        {**row, "key": f"storm:{first + index}", "event": "opened", "message": _sequence_message(first + index)}
+        for index, row in enumerate(webhook_rows(count, now))
+    ]
+    with store.write() as connection:
+        connection.execute(outbox_table.insert(), rows)
+
+
+def _sequence_message(number: int) -> dict[str, Any]:
+    return Outbound(kind="webhook", payload={"sequence": number}, secrets={"url": "WEBHOOK_URL"}).to_json()
+
+
+@pytest.mark.anyio
+async def test_workers_share_digest_cadence(store: Store, tmp_path) -> None:
+    """Three workers fold a storm into one digest a minute together, then send one by one once it is over."""
+    policy = load_policy(tmp_path / "rules", RULES)
+    clock = FakeClock()
+    sent: list[tuple[float, int, str]] = []
+    workers: list[Outbox] = []
+    for index in range(3):
+
+        async def send(outbound: Outbound, index: int = index) -> Delivery:
+            event = outbound.payload.get("event", "single")
+            sent.append(((clock() - T0).total_seconds(), index, event))
+            return Delivery(DELIVERED)
+
+        workers.append(worker(store, policy, clock, send))
+    # 30 messages at once start a storm, which takes 25. While it lasts, 30 more come at 10 s and
+    # at 30 s. One comes at 130 s, after the storm.
+    arrivals = {0: 30, 10: 30, 30: 30, 130: 1}
+    for second in range(140):
+        if second in arrivals:
+            queue_storm_rows(store, arrivals[second], clock(), first=second * 1000)
+        # Each second another worker goes first, as the first to claim varies between daemons.
+        for index in range(3):
+            await workers[(second + index) % 3].send_ready()
+        clock.advance(1.0)
+
+    digests = [(at, index) for at, index, event in sent if event == "digest"]
+    singles = [at for at, _index, event in sent if event == "single"]
+    # One digest at 0 s by the first worker, the next one a minute later, whichever worker claims it.
+    # With the digest time kept per worker, workers 1 and 2 folded their own digests at 10 s and 30 s.
+    assert digests == [(0.0, 0), (60.0, 0)]
+    assert singles == [130.0]
+    with store.read() as connection:
+        statuses = dict(
+            connection.execute(
+                sa.select(outbox_table.c.status, sa.func.count())
+                .where(outbox_table.c.event != "digest")
+                .group_by(outbox_table.c.status)
+            ).all()
+        )
+    assert statuses == {"folded": 90, "delivered": 1}
+
+
 @pytest.mark.anyio
 async def test_long_send_renews_lease(store: Store, tmp_path) -> None:
     """A send lasting twice the lease time keeps its row: the other worker's reaper and claims never take it."""
