@@ -110,6 +110,9 @@ class Daemon:
         self.pager: DegradedPager | None = None
         # True once the store is migrated and this node registered; until then nothing reads or writes the database.
         self.store_open = False
+        # Why the daemon stopped by itself (a store that opened late and cannot be migrated), raised when `serve` ends.
+        self.fatal: StoreError | None = None
+        self._server = None
         self.retention_deleted = Counter(
             "irules_retention_deleted",
             "Rows deleted by retention, by table.",
@@ -558,8 +561,20 @@ class Daemon:
             log.warning("removing this node from the node registry failed; it expires by its heartbeat: %s", error.orig)
 
     async def _run_database_work(self, group: TaskGroup) -> None:
-        """Start the loops that read and write the database once the store is open, unless the daemon stops first."""
-        if not await self._open_store_when_reachable(self._stop_workers):
+        """Start the loops that read and write the database once the store is open, unless the daemon stops first.
+
+        A store that opens late and then cannot be migrated stops the daemon, as it
+        would have at the start. The payloads spooled meanwhile stay in the spool.
+        """
+        try:
+            opened = await self._open_store_when_reachable(self._stop_workers)
+        except StoreError as error:
+            log.error("%s; stopping", error)
+            self.fatal = error
+            if self._server is not None:
+                self._server.should_exit = True
+            return
+        if not opened:
             return
         self.ready = True
         assert self.outbox is not None
@@ -596,6 +611,7 @@ class Daemon:
             timeout_graceful_shutdown=20,
         )
         server = uvicorn.Server(config)
+        self._server = server
         _ignore_stop_signals_after_serve()
         async with anyio.create_task_group() as group:
             # These need no database: webhooks reach the spool, degraded pages go out, rules reload.
@@ -632,6 +648,8 @@ class Daemon:
         if self.store is not None:
             self.store.close()
         log.info("stopped")
+        if self.fatal is not None:
+            raise self.fatal
 
 
 def _only_unreachable(error: BaseException) -> bool:

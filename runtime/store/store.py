@@ -74,9 +74,7 @@ class Store:
                     pass
         except sa.exc.OperationalError as error:
             store.engine.dispose()
-            raise StoreError(
-                f"cannot open the database {store.engine.url.render_as_string(hide_password=True)}: {error.orig}"
-            ) from error
+            raise StoreError(f"cannot open the database {store._url()}: {error.orig}") from error
         return store
 
     @classmethod
@@ -99,9 +97,17 @@ class Store:
         return cls(engine)
 
     def migrate(self) -> None:
-        """Apply every Alembic migration that the database lacks."""
+        """Apply every Alembic migration that the database lacks.
+
+        Raises:
+            StoreError: the database's schema is at a revision that this irules does not
+                know (a newer irules migrated it), or Alembic refused the upgrade otherwise.
+        """
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
 
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
@@ -110,8 +116,23 @@ class Store:
                 # Daemons starting together on one PostgreSQL database migrate one after another.
                 schema_key = sa.func.hashtext(sa.func.current_schema())
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID, schema_key)))
+            scripts = ScriptDirectory.from_config(config)
+            current = MigrationContext.configure(connection).get_current_revision()
+            known = {script.revision for script in scripts.walk_revisions()}
+            if current is not None and current not in known:
+                raise StoreError(
+                    f"the database {self._url()} has schema revision {current}, which this irules does not know "
+                    f"(its newest is {scripts.get_current_head()}): a newer irules migrated it. "
+                    "Run that version or a newer one on this database"
+                )
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as error:
+                raise StoreError(f"cannot migrate the database {self._url()}: {error}") from error
+
+    def _url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
 
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

@@ -9,10 +9,12 @@ and applies each spooled alert once. Counts are checked in the database.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from runtime.daemon.openapi import openapi_document
 from tests.outage.conftest import PrivatePostgres
@@ -193,3 +195,57 @@ def test_spool_defaults_to_state_folder(
         "source grafana: dead letter of a rejected request not stored, the database is unreachable"
     ]
     assert [record for record in records if "exception" in record] == []
+
+
+def _mark_newer_schema(url: str) -> None:
+    """Give the database the Alembic revision of a newer irules, which this one cannot migrate from."""
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        connection.execute(sa.text("INSERT INTO alembic_version VALUES ('9999')"))
+    engine.dispose()
+
+
+def test_newer_schema_stops_start(tmp_path: Path, postgres: PrivatePostgres, database_url: str) -> None:
+    _mark_newer_schema(database_url)
+    rules = tmp_path / "rules.irules"
+    rules.write_text(RULES, encoding="utf-8")
+
+    result = run_cli(
+        "daemon", "--rules", str(rules), "--database", database_url, "--state", str(tmp_path / "state"), "--no-watch"
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"irules: the database {database_url} has schema revision 9999, which this irules does not know "
+        "(its newest is 0007): a newer irules migrated it. Run that version or a newer one on this database"
+    )
+
+
+def test_newer_schema_found_late_stops_daemon(
+    tmp_path: Path, postgres: PrivatePostgres, database_url: str, fake_saas: FakeSaaS
+) -> None:
+    # The server was down at the start, so the daemon spooled. Once the server is up and has a schema
+    # this irules cannot migrate, the daemon stops as it would have at the start, and keeps the spool.
+    _mark_newer_schema(database_url)
+    postgres.stop()
+    daemon = daemon_without_database(tmp_path, database_url, fake_saas)
+    response = daemon.post("/hooks/alertmanager", payload(1))
+    postgres.start()
+    assert daemon.process is not None
+    try:
+        status = daemon.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        raise AssertionError(f"the daemon kept running on a schema it cannot migrate:\n{daemon.log_text()}") from None
+    finally:
+        daemon.client.close()
+    log = daemon.log_text()
+
+    assert response.status_code == 202
+    assert response.json()["spooled"] is True
+    assert status == 2, log
+    assert "Traceback" not in log
+    assert f"the database {database_url} has schema revision 9999, which this irules does not know" in log
+    assert [path.stem for path in spooled_files(tmp_path)] == [response.json()["spool_id"]]
