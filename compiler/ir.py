@@ -364,6 +364,9 @@ class TestCase(StrictModel):
     expect_inhibited: bool | None = None
     expect_runbooks: list[str] | None = None
     expect_group_by: list[str] | None = None
+    # The line of each `expect`, by the name that its failure shows: receivers, severity,
+    # inhibition, runbooks or group_by.
+    expect_lines: dict[str, int] = {}
     scenario: Scenario | None = None
     line: int = 0
     path: str = ""

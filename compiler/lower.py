@@ -575,7 +575,20 @@ def _test(decl: ast.Test) -> ir.TestCase:
                 fields["expect_runbooks"] = value(item.args[0])
             case "expect group_by":
                 fields["expect_group_by"] = value(item.args[0])
+        if item.key in _EXPECTATION_NAMES:
+            fields.setdefault("expect_lines", {})[_EXPECTATION_NAMES[item.key]] = item.span.line
     return ir.TestCase(**fields)
+
+
+# The name under which `irules test` reports each `expect` line of a single-alert test.
+_EXPECTATION_NAMES = {
+    "expect receivers": "receivers",
+    "expect severity": "severity",
+    "expect inhibited": "inhibition",
+    "expect not inhibited": "inhibition",
+    "expect runbooks": "runbooks",
+    "expect group_by": "group_by",
+}
 
 
 def _scenario(decl: ast.Test) -> ir.Scenario:

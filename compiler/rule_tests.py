@@ -172,19 +172,25 @@ def run_test(
     routes = router.match(case.labels)
     if case.expect_receivers is not None:
         receivers = [route.receiver for route in routes if not _silenced(route, moment, intervals)]
-        _expect(result, "receivers", _names(case.expect_receivers), _names(receivers))
+        _expect(result, _at_line(case, "receivers"), _names(case.expect_receivers), _names(receivers))
     if case.expect_inhibited is not None:
         _expect_inhibition(result, ruleset, case)
     if case.expect_severity is not None:
         decision = severity_of(ruleset, case.labels, case.annotations)
         if decision.level != case.expect_severity:
-            result.mismatches.append(Mismatch("severity", case.expect_severity, decision.describe()))
+            result.mismatches.append(Mismatch(_at_line(case, "severity"), case.expect_severity, decision.describe()))
     if case.expect_runbooks is not None:
         started = runbooks_triggered(ruleset, case.labels, case.annotations)
-        _expect(result, "runbooks", _names(sorted(case.expect_runbooks)), _names(sorted(started)))
+        _expect(result, _at_line(case, "runbooks"), _names(sorted(case.expect_runbooks)), _names(sorted(started)))
     if case.expect_group_by is not None:
-        _expect_group_by(result, case.expect_group_by, routes)
+        _expect_group_by(result, case, routes)
     return result
+
+
+def _at_line(case: ir.TestCase, expectation: str) -> str:
+    """Return the expectation's name with the line of its `expect`, as scenario tests show it: `severity (line 12)`."""
+    line = case.expect_lines.get(expectation)
+    return f"{expectation} (line {line})" if line else expectation
 
 
 def _expect_inhibition(result: CaseResult, ruleset: ir.Ruleset, case: ir.TestCase) -> None:
@@ -196,19 +202,20 @@ def _expect_inhibition(result: CaseResult, ruleset: ir.Ruleset, case: ir.TestCas
         got = "not inhibited" if case.also_firing else "not inhibited (the test has no `also_firing` alert)"
     else:
         got = f"inhibited by inhibit rule {found[0].rule_index + 1} through {_labels_text(found[0].source)}"
-    result.mismatches.append(Mismatch("inhibition", expected, got))
+    result.mismatches.append(Mismatch(_at_line(case, "inhibition"), expected, got))
 
 
 def _silenced(route: ir.Route, moment: datetime.datetime | None, intervals: TimeIntervals) -> bool:
     return moment is not None and intervals.silence(route, moment) is not None
 
 
-def _expect_group_by(result: CaseResult, expected: list[str], routes: list[ir.Route]) -> None:
+def _expect_group_by(result: CaseResult, case: ir.TestCase, routes: list[ir.Route]) -> None:
+    expected = case.expect_group_by or []
     wanted = set(expected)
     differing = [route for route in routes if set(route.group_by) != wanted]
     if differing:
         got = "; ".join(f"{_names(route.group_by)} on route {route.id}" for route in differing)
-        result.mismatches.append(Mismatch("group_by", _names(expected), got))
+        result.mismatches.append(Mismatch(_at_line(case, "group_by"), _names(expected), got))
 
 
 def _expect(result: CaseResult, expectation: str, expected: str, got: str) -> None:

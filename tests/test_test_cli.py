@@ -61,7 +61,7 @@ def test_wrong_expectation_exits_1_with_its_location(project: Path):
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "policy.irules:14: FAILED: wrong on purpose",
-        "  receivers: expected [ops, ops], got [ops]",
+        "  receivers (line 16): expected [ops, ops], got [ops]",
         "1 passed, 1 failed",
     ]
 
@@ -118,4 +118,4 @@ def test_copied_example_with_a_broken_expectation_fails(tmp_path: Path):
     result = irules("test", str(copy))
     assert result.returncode == 1
     assert "tests.irules:14: FAILED: tool critical error goes to devops" in result.stdout
-    assert "  receivers: expected [infrastructure], got [devops]" in result.stdout
+    assert "  receivers (line 21): expected [infrastructure], got [devops]" in result.stdout

@@ -43,6 +43,10 @@ runbook restart "Restart" {
 """
 
 
+# The line of a test block's first line, `test "..." {`, in `POLICY + tests`.
+TEST_LINE = POLICY.count("\n") + 1
+
+
 def report_of(tests: str):
     result = check_text(POLICY + tests, "policy.irules")
     assert not result.has_errors, [item.message for item in result.diagnostics]
@@ -78,7 +82,7 @@ def test_matching_receivers_pass():
 
 def test_receivers_in_another_order_fail():
     problems = only_problems('test "db" {\n  alert { team = "db" }\n  expect receivers [chat, db]\n}\n')
-    assert problems == ["receivers: expected [chat, db], got [db, chat]"]
+    assert problems == [f"receivers (line {TEST_LINE + 2}): expected [chat, db], got [db, chat]"]
 
 
 def test_wrong_expectation_fails_at_the_test_location():
@@ -105,7 +109,7 @@ def test_receiver_muted_at_the_moment_is_left_out():
 
 def test_receiver_is_kept_outside_its_mute_interval():
     tests = 'test "day" {\n  alert { team = "db" }\n  at "2025-06-02T12:00:00+02:00"\n  expect receivers [chat]\n}\n'
-    assert only_problems(tests) == ["receivers: expected [chat], got [db, chat]"]
+    assert only_problems(tests) == [f"receivers (line {TEST_LINE + 3}): expected [chat], got [db, chat]"]
 
 
 def test_unreadable_moment_is_an_error():
@@ -122,18 +126,20 @@ def test_inhibited_alert_passes_expect_inhibited():
 def test_unexpected_inhibition_names_the_rule_and_source():
     tests = 'test "i" {\n  alert { alertname = "A", severity = "warning" }\n  also_firing { alertname = "A", severity = "critical" }\n  expect not inhibited\n}\n'
     assert only_problems(tests) == [
-        'inhibition: expected not inhibited, got inhibited by inhibit rule 1 through {alertname="A", severity="critical"}'
+        f'inhibition (line {TEST_LINE + 3}): expected not inhibited, got inhibited by inhibit rule 1 through {{alertname="A", severity="critical"}}'
     ]
 
 
 def test_missing_inhibition_says_when_nothing_else_fires():
     tests = 'test "i" {\n  alert { alertname = "A", severity = "warning" }\n  expect inhibited\n}\n'
-    assert only_problems(tests) == ["inhibition: expected inhibited, got not inhibited (the test has no `also_firing` alert)"]
+    assert only_problems(tests) == [
+        f"inhibition (line {TEST_LINE + 2}): expected inhibited, got not inhibited (the test has no `also_firing` alert)"
+    ]
 
 
 def test_severity_mismatch_reports_the_decided_level():
     tests = 'test "s" {\n  alert { severity = "warning", service = "api" }\n  expect severity medium\n}\n'
-    assert only_problems(tests) == ["severity: expected medium, got high"]
+    assert only_problems(tests) == [f"severity (line {TEST_LINE + 2}): expected medium, got high"]
 
 
 def test_fallback_severity_passes():
@@ -146,12 +152,12 @@ def test_runbooks_compare_in_any_order():
 
 def test_missing_runbook_is_reported():
     problems = only_problems('test "r" {\n  alert { alertname = "Other" }\n  expect runbooks [restart]\n}\n')
-    assert problems == ["runbooks: expected [restart], got []"]
+    assert problems == [f"runbooks (line {TEST_LINE + 2}): expected [restart], got []"]
 
 
 def test_group_by_of_every_receiving_route_is_checked():
     problems = only_problems('test "g" {\n  alert { team = "db" }\n  expect group_by [alertname]\n}\n')
-    assert problems == ["group_by: expected [alertname], got [alertname, cluster] on route 0.1"]
+    assert problems == [f"group_by (line {TEST_LINE + 2}): expected [alertname], got [alertname, cluster] on route 0.1"]
 
 
 def test_group_by_ignores_order():
@@ -162,7 +168,10 @@ def test_each_failed_expectation_is_listed():
     tests = (
         'test "many" {\n  alert { severity = "warning", service = "api" }\n  expect receivers [db]\n  expect severity low\n}\n'
     )
-    assert only_problems(tests) == ["receivers: expected [db], got [chat]", "severity: expected low, got high"]
+    assert only_problems(tests) == [
+        f"receivers (line {TEST_LINE + 2}): expected [db], got [chat]",
+        f"severity (line {TEST_LINE + 3}): expected low, got high",
+    ]
 
 
 def test_ruleset_without_tests_reports_zero():
@@ -193,7 +202,7 @@ def test_junit_failure_carries_the_message_and_location():
     case = root.find("testsuite/testcase")
     failure = case.find("failure")
     assert (case.get("name"), case.get("file"), case.get("line")) == ("b", "policy.irules", "24")
-    assert failure.get("message") == "receivers: expected [db], got [chat]"
+    assert failure.get("message") == "receivers (line 26): expected [db], got [chat]"
     assert failure.text.startswith("policy.irules:24: b\n")
 
 
