@@ -7,10 +7,17 @@ command prints the same thing whichever it talks to.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from runtime import incidents as incident_ops
+
+if TYPE_CHECKING:
+    from runtime.reports.metrics import Metrics, Window
+    from runtime.reports.postmortem import PostMortem
+
+Report = TypeVar("Report")
 
 
 class BackendError(Exception):
@@ -27,6 +34,8 @@ class Backend(Protocol):
     def replay(self, number: int) -> dict[str, Any]: ...
     def notifications(self, status: str | None, incident: str | None, limit: int) -> list[dict[str, Any]]: ...
     def retry_notification(self, number: int) -> dict[str, Any]: ...
+    def post_mortem(self, reference: str) -> PostMortem: ...
+    def metrics(self, window: Window) -> Metrics: ...
     def close(self) -> None: ...
 
 
@@ -122,6 +131,17 @@ class LocalBackend:
         Pipeline(self.store, lambda: policy).process_pending()
         return result
 
+    def post_mortem(self, reference: str) -> PostMortem:
+        from runtime.reports.postmortem import collect
+
+        return self._run(collect, self.store, reference)
+
+    def metrics(self, window: Window) -> Metrics:
+        from runtime.reports.metrics import collect_metrics
+
+        with self.store.read() as connection:
+            return collect_metrics(connection, window)
+
     def close(self) -> None:
         self.store.close()
 
@@ -201,6 +221,17 @@ class RemoteBackend:
     def retry_notification(self, number: int) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/notifications/{number}/retry")
 
+    def post_mortem(self, reference: str) -> PostMortem:
+        from runtime.reports.postmortem import from_wire
+
+        return _decoded(from_wire, self._call("GET", f"/api/v1/incidents/{reference}/post-mortem"), "post-mortem")
+
+    def metrics(self, window: Window) -> Metrics:
+        from runtime.reports.metrics import from_wire
+
+        params = {"start": window.start.isoformat(), "end": window.end.isoformat()}
+        return _decoded(from_wire, self._call("GET", "/api/v1/reports/metrics", params=params), "metrics report")
+
     def decide_step(self, run: int, step: str, answer: str, actor: str, note: str | None) -> dict[str, Any]:
         body = {"answer": answer, "actor": actor, **({"note": note} if note else {})}
         return self._call("POST", f"/api/v1/runs/{run}/steps/{step}/decision", json=body)
@@ -232,3 +263,16 @@ class RemoteBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _decoded(decode: Callable[[Any], Report], data: Any, report_name: str) -> Report:
+    """Rebuild a report that the daemon sent, or raise BackendError when it does not have the shape this irules knows."""
+    from pydantic import ValidationError
+
+    try:
+        return decode(data)
+    except ValidationError as error:
+        raise BackendError(
+            f"the daemon sent a {report_name} that this irules cannot read ({error.error_count()} fields differ); "
+            "is the daemon another irules version?"
+        ) from error

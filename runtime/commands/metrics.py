@@ -1,8 +1,9 @@
 """`irules metrics`: incident counts, MTTA and MTTR, noise, automatic remediation and escalations over a timeframe.
 
 It reads a local store (`--state DIR` or `--database URL`, also from IRULES_STATE
-and IRULES_DATABASE) and prints a table or JSON, or writes a self-contained
-HTML dashboard.
+and IRULES_DATABASE) or asks a running daemon for the figures (`--daemon URL`,
+also from IRULES_DAEMON), and prints a table or JSON, or writes a
+self-contained HTML dashboard.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from runtime.commands.common import EXIT_PROBLEMS, EXIT_USAGE, fail_internal, write_atomically
-from runtime.commands.incidents import DatabaseOption, StateOption
+from runtime.commands.incidents import DaemonOption, DatabaseOption, StateOption, _backend
 
 if TYPE_CHECKING:
     from runtime.reports.metrics import Breakdown, Metrics
-    from runtime.store import Store
 
 
 class MetricsFormat(enum.StrEnum):
@@ -52,9 +52,11 @@ def metrics_command(
     output: Annotated[Path | None, typer.Option("--output", help="File to write instead of standard output.")] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
 ) -> None:
     """Report incident counts, MTTA and MTTR percentiles, noise, automatic remediation and escalations."""
-    from runtime.reports.metrics import Window, collect_metrics, parse_timeframe
+    from runtime.client import BackendError
+    from runtime.reports.metrics import Window, parse_timeframe
 
     try:
         window = Window.ending(_until(until), parse_timeframe(timeframe))
@@ -63,15 +65,17 @@ def metrics_command(
     if output_format is MetricsFormat.DASHBOARD and output is None:
         _fail("--format dashboard writes an HTML file: pass --output FILE", EXIT_USAGE)
 
-    store = _open_store(state, database)
+    _check_state(state, database, daemon)
+    backend = _backend(state, database, daemon)
     try:
-        with store.read() as connection:
-            metrics = collect_metrics(connection, window)
+        metrics = backend.metrics(window)
         text = _render(metrics, output_format, timeframe)
+    except BackendError as error:
+        _fail(str(error))
     except Exception as error:
         fail_internal(error)
     finally:
-        store.close()
+        backend.close()
     _write(text, output)
     if output_format is MetricsFormat.DASHBOARD:
         print(
@@ -100,19 +104,12 @@ def _until(text: str | None) -> datetime.datetime:
         raise ValueError(f"invalid --until {text!r}: write an ISO 8601 moment such as 2026-03-01T00:00:00Z") from None
 
 
-def _open_store(state: Path | None, database: str | None) -> Store:
-    from runtime.store import DATABASE_FILE, Store, StoreError, database_url
+def _check_state(state: Path | None, database: str | None, daemon: str | None) -> None:
+    """Fail when `--state` alone names a folder without a store: a report reads a store, and opening it would create one."""
+    from runtime.store import DATABASE_FILE
 
-    if bool(state) == bool(database):
-        problem = "none was given" if not state else "both were given"
-        _fail(f"pass exactly one of --state DIR or --database URL ({problem})", EXIT_USAGE)
-    # A report reads an existing store: opening a missing one would create an empty one.
-    if state is not None and not (state / DATABASE_FILE).is_file():
+    if state is not None and database is None and daemon is None and not (state / DATABASE_FILE).is_file():
         _fail(f"no store in {state}: {DATABASE_FILE} not found", EXIT_USAGE)
-    try:
-        return Store.open(database_url(state, database))
-    except StoreError as error:
-        _fail(str(error), EXIT_USAGE)
 
 
 def _write(text: str, output: Path | None) -> None:

@@ -1,8 +1,9 @@
 """`irules post-mortem`: write an incident's post-mortem in Markdown or HTML, in English or German.
 
 It reads a local store (`--state DIR` or `--database URL`, also from
-IRULES_STATE and IRULES_DATABASE), never a daemon, because it reads tables
-that the daemon's API does not serve.
+IRULES_STATE and IRULES_DATABASE) or asks a running daemon (`--daemon URL`,
+also from IRULES_DAEMON) for the incident's records. Either way the document
+is rendered here, so `--template-dir` and `--locale` work the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 import typer
 
 from runtime.commands.common import EXIT_PROBLEMS, EXIT_USAGE, write_atomically
-from runtime.commands.incidents import DatabaseOption, IncidentOption, StateOption, _backend, _fail
+from runtime.commands.incidents import DaemonOption, DatabaseOption, IncidentOption, StateOption, _backend, _fail
 
 
 class Locale(enum.StrEnum):
@@ -43,25 +44,22 @@ def post_mortem_command(
     ] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
+    daemon: DaemonOption = None,
 ) -> None:
     """Write the post-mortem of an incident from its store rows and timeline. Exit 1 when the incident is unknown or a template fails, 2 on usage errors."""
-    from runtime.incidents import IncidentError
-    from runtime.reports.postmortem import collect
+    from runtime.client import BackendError
     from runtime.reports.postmortem_render import PostMortemError, render
 
     if template_dir is not None and not template_dir.is_dir():
         _fail(f"template folder {str(template_dir)!r} does not exist", EXIT_USAGE)
-    if (state is None) == (database is None):
-        problem = "none was given" if state is None else "both were given"
-        _fail(f"pass exactly one of --state DIR or --database URL ({problem})", EXIT_USAGE)
-    if state is not None and not state.is_dir():
+    if state is not None and database is None and daemon is None and not state.is_dir():
         _fail(f"state folder {str(state)!r} does not exist", EXIT_USAGE)
 
-    backend = _backend(state, database, None)
+    backend = _backend(state, database, daemon)
     try:
-        post_mortem = collect(backend.store, incident_id)
+        post_mortem = backend.post_mortem(incident_id)
         text = render(post_mortem, locale=locale.value, output_format=document_format.value, template_dir=template_dir)
-    except IncidentError as error:
+    except BackendError as error:
         _fail(str(error), EXIT_PROBLEMS)
     except PostMortemError as error:
         _fail(str(error), EXIT_PROBLEMS)

@@ -433,6 +433,46 @@ async def incident_timeline(request: Request, daemon: Daemon) -> Response:
 
 
 @api
+async def incident_post_mortem(request: Request, daemon: Daemon) -> Response:
+    """Return what a post-mortem is written from, so `irules post-mortem --daemon` renders it with its own templates."""
+    from runtime.reports.postmortem import collect, to_wire
+
+    reference = request.path_params["incident"]
+    post_mortem = await anyio.to_thread.run_sync(collect, daemon.store, reference)
+    return JSONResponse(to_wire(post_mortem))
+
+
+@api
+async def metrics_report(request: Request, daemon: Daemon) -> Response:
+    """Return the figures of `irules metrics` for the window from `start` (included) to `end` (excluded)."""
+    from runtime.reports.metrics import Window, collect_metrics, to_wire
+
+    try:
+        window = Window.between(_moment_parameter(request, "start"), _moment_parameter(request, "end"))
+    except ValueError as error:
+        raise incident_ops.IncidentError(str(error), status=400) from error
+
+    def collect() -> dict[str, Any]:
+        with daemon.store.read() as connection:
+            return to_wire(collect_metrics(connection, window))
+
+    return JSONResponse(await anyio.to_thread.run_sync(collect))
+
+
+def _moment_parameter(request: Request, name: str) -> datetime.datetime:
+    """Return the query parameter `name` as an aware moment; raise ValueError when it is missing or not ISO 8601."""
+    from compiler.evaluate import parse_moment
+
+    text = request.query_params.get(name)
+    if not text:
+        raise ValueError(f"`{name}` is required: an ISO 8601 moment such as 2026-03-01T00:00:00Z")
+    try:
+        return parse_moment(text)
+    except ValueError:
+        raise ValueError(f"`{name}` is not an ISO 8601 moment: {text!r}") from None
+
+
+@api
 async def create_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     title = _text(body, "title", required=True)
@@ -640,6 +680,8 @@ def build_app(daemon: Daemon) -> DaemonApp:
         Route("/api/v1/incidents/{incident}", show_incident, methods=["GET"]),
         Route("/api/v1/incidents/{incident}", patch_incident, methods=["PATCH"]),
         Route("/api/v1/incidents/{incident}/timeline", incident_timeline, methods=["GET"]),
+        Route("/api/v1/incidents/{incident}/post-mortem", incident_post_mortem, methods=["GET"]),
+        Route("/api/v1/reports/metrics", metrics_report, methods=["GET"]),
         Route("/api/v1/incidents/{incident}/ack", acknowledge_incident, methods=["POST"]),
         Route("/api/v1/incidents/{incident}/assign", assign_incident, methods=["POST"]),
         Route("/api/v1/incidents/{incident}/status", set_status, methods=["POST"]),

@@ -161,6 +161,26 @@ def _incident_action(summary: str, body: dict[str, Any] | None = None) -> dict[s
     return operation
 
 
+def _report_schemas() -> dict[str, dict[str, Any]]:
+    """Return the schemas of the post-mortem and metrics reports, made by pydantic from the dataclasses the API sends.
+
+    A report's nested types are named `<report>.<type>`, such as `PostMortem.Incident`,
+    apart from the API's own `Incident`.
+    """
+    from pydantic import TypeAdapter
+
+    from runtime.reports.metrics import Metrics
+    from runtime.reports.postmortem import PostMortem
+
+    schemas: dict[str, dict[str, Any]] = {}
+    for report in (PostMortem, Metrics):
+        name = report.__name__
+        schema = TypeAdapter(report).json_schema(mode="serialization", ref_template=f"#/components/schemas/{name}.{{model}}")
+        schemas.update({f"{name}.{nested}": definition for nested, definition in schema.pop("$defs", {}).items()})
+        schemas[name] = schema
+    return schemas
+
+
 def openapi_document() -> dict[str, Any]:
     from compiler.version import __version__
 
@@ -289,6 +309,38 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/incidents/{incident}/post-mortem": {
+                "get": {
+                    "summary": "What the incident's post-mortem is written from; `irules post-mortem --daemon` renders it",
+                    "parameters": [{"$ref": "#/components/parameters/Incident"}],
+                    "responses": {
+                        "200": _json_response("The post-mortem's records", {"$ref": "#/components/schemas/PostMortem"}),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/api/v1/reports/metrics": {
+                "get": {
+                    "summary": "The figures of `irules metrics` for incidents created from `start` (included) to `end`",
+                    "parameters": [
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "format": "date-time"},
+                            "description": description,
+                        }
+                        for name, description in (
+                            ("start", "The window's start, ISO 8601, included"),
+                            ("end", "The window's end, ISO 8601, excluded; after `start`"),
+                        )
+                    ],
+                    "responses": {
+                        "200": _json_response("The report's figures", {"$ref": "#/components/schemas/Metrics"}),
+                        **_errors(400, 401),
+                    },
+                }
+            },
             "/api/v1/incidents/{incident}/ack": {"post": _incident_action("Acknowledge")},
             "/api/v1/incidents/{incident}/assign": {"post": _incident_action("Assign", {"assignee": {"type": "string"}})},
             "/api/v1/incidents/{incident}/status": {
@@ -411,6 +463,7 @@ def openapi_document() -> dict[str, Any]:
                 "TimelineEntry": _TIMELINE_ENTRY,
                 "Status": _STATUS,
                 "Node": _NODE,
+                **_report_schemas(),
             },
             "parameters": {
                 "Incident": {

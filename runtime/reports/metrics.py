@@ -20,6 +20,7 @@ percentile is always one of the measured values, and for 12 values p50 is the
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 
 from compiler.expr import INCIDENT_STATUSES, SEVERITY_LEVELS
 from runtime.reports.timings import Timings, first_alert_starts, timings_of
@@ -81,6 +83,13 @@ class Window:
         end = end.astimezone(datetime.UTC)
         return cls(end - datetime.timedelta(seconds=seconds), end)
 
+    @classmethod
+    def between(cls, start: datetime.datetime, end: datetime.datetime) -> Window:
+        """Return the window from `start` to `end`, both aware; raise ValueError unless `start` comes first."""
+        if start >= end:
+            raise ValueError(f"the window's start {start.isoformat()} is not before its end {end.isoformat()}")
+        return cls(start.astimezone(datetime.UTC), end.astimezone(datetime.UTC))
+
     @property
     def seconds(self) -> int:
         return int((self.end - self.start).total_seconds())
@@ -110,9 +119,11 @@ class Distribution:
 
     count: int
     mean: float | None = None
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
+    # A nearest-rank percentile is one of the values, so it keeps their type: a whole number
+    # of alerts stays one, also after a trip through the daemon's API.
+    p50: int | float | None = None
+    p90: int | float | None = None
+    p95: int | float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "mean": self.mean, "p50": self.p50, "p90": self.p90, "p95": self.p95}
@@ -531,3 +542,21 @@ def format_duration(seconds: float | None) -> str:
                     text += f" {rest // smaller_size}{smaller_unit}"
             return text
     raise AssertionError("the loop returns at the unit `s`")
+
+
+# ---------------------------------------------------------------- over the daemon's API
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[Metrics]:
+    return TypeAdapter(Metrics)
+
+
+def to_wire(report: Metrics) -> dict[str, Any]:
+    """Return `report` as the daemon's API sends it: every field, with times as ISO 8601 text."""
+    return _adapter().dump_python(report, mode="json")
+
+
+def from_wire(data: Any) -> Metrics:
+    """Rebuild what `to_wire` sent; raise pydantic's ValidationError when `data` does not have its shape."""
+    return _adapter().validate_python(data)

@@ -462,6 +462,90 @@ def test_cli_show_matches_api(scenario: Scenario):
     assert "Severity raised from high to critical by alert DatabaseConnectionsExhausted" in text.stdout
 
 
+def _same_through_daemon(scenario: Scenario, *command: str) -> tuple[str, str]:
+    """Run `command` on the store and through the daemon, and return both outputs from a moment the store held still.
+
+    The daemon keeps working (a notification group's wait may end), so the command reads the
+    store before and after it asks the daemon, until both local reads agree.
+    """
+    for _attempt in range(5):
+        before = irules(*command, "--state", str(scenario.daemon.state))
+        remote = irules(*command, "--daemon", scenario.daemon.url)
+        after = irules(*command, "--state", str(scenario.daemon.state))
+        assert (before.exit_code, remote.exit_code, after.exit_code) == (0, 0, 0), remote.output
+        if before.stdout == after.stdout:
+            return before.stdout, remote.stdout
+    raise AssertionError("the store kept changing while the command ran")
+
+
+@pytest.mark.parametrize(("locale", "document_format"), [("en", "md"), ("de", "html")])
+def test_post_mortem_through_daemon_matches_store(scenario: Scenario, locale: str, document_format: str):
+    incident = incident_of(scenario.daemon, "APIHighLatency")
+    command = ("post-mortem", "--incident-id", incident["id"], "--output", "-", "--locale", locale, "--format", document_format)
+
+    local, remote = _same_through_daemon(scenario, *command)
+
+    assert remote == local
+    assert incident["id"] in remote
+    assert ("Zusammenfassung" if locale == "de" else "Summary") in remote
+
+
+def test_metrics_through_daemon_match_store(scenario: Scenario):
+    command = ("metrics", "--format", "json", "--timeframe", "7d")
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+
+    local, remote = _same_through_daemon(scenario, *command, "--until", until.isoformat())
+
+    assert remote == local
+    assert json.loads(remote)["incidents"]["total"] == len(scenario.daemon.incidents())
+
+
+def test_report_responses_match_openapi_schema(scenario: Scenario):
+    from jsonschema import Draft202012Validator
+
+    document = scenario.daemon.client.get("/openapi.json").json()
+    incident = incident_of(scenario.daemon, "APIHighLatency")
+    now = datetime.datetime.now(datetime.UTC)
+    window = {"start": (now - datetime.timedelta(days=1)).isoformat(), "end": now.isoformat()}
+    responses = {
+        "/api/v1/incidents/{incident}/post-mortem": scenario.daemon.client.get(f"/api/v1/incidents/{incident['id']}/post-mortem"),
+        "/api/v1/reports/metrics": scenario.daemon.client.get("/api/v1/reports/metrics", params=window),
+    }
+
+    for path, response in responses.items():
+        assert response.status_code == 200, response.text
+        declared = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        schema = strict_schema(declared, document)
+        errors = [f"{list(error.path)}: {error.message}" for error in Draft202012Validator(schema).iter_errors(response.json())]
+        assert errors == [], path
+    assert responses["/api/v1/reports/metrics"].json()["counts"]["total"] == len(scenario.daemon.incidents())
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"end": "2026-03-01T00:00:00Z"}, "`start` is required: an ISO 8601 moment such as 2026-03-01T00:00:00Z"),
+        ({"start": "yesterday", "end": "2026-03-01T00:00:00Z"}, "`start` is not an ISO 8601 moment: 'yesterday'"),
+        (
+            {"start": "2026-03-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+            "the window's start 2026-03-01T00:00:00+00:00 is not before its end 2026-03-01T00:00:00+00:00",
+        ),
+    ],
+)
+def test_metrics_report_rejects_bad_window(scenario: Scenario, params: dict[str, str], reason: str):
+    response = scenario.daemon.client.get("/api/v1/reports/metrics", params=params)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": reason}
+
+
+def test_post_mortem_of_unknown_incident_through_daemon(scenario: Scenario):
+    result = irules("post-mortem", "--incident-id", "INC-1999-0001", "--output", "-", "--daemon", scenario.daemon.url)
+
+    assert result.exit_code == 1
+    assert result.stderr == "irules: the daemon responded with HTTP 404: incident 'INC-1999-0001' not found\n"
+
+
 def test_cli_lifecycle_through_daemon(scenario: Scenario):
     url = scenario.daemon.url
     reference = incident_of(scenario.daemon, "FlakyTests", cluster="us-1")["id"]

@@ -146,7 +146,10 @@ def test_output_file_holds_table(state: Path, tmp_path: Path):
             "irules: invalid --until 'yesterday': write an ISO 8601 moment such as 2026-03-01T00:00:00Z\n",
         ),
         (("--format", "dashboard"), "irules: --format dashboard writes an HTML file: pass --output FILE\n"),
-        (("--database", "sqlite:///x.db"), "irules: pass exactly one of --state DIR or --database URL (both were given)\n"),
+        (
+            ("--database", "sqlite:///x.db"),
+            "irules: pass exactly one of --state DIR, --database URL or --daemon URL (--state and --database were given)\n",
+        ),
     ],
 )
 def test_usage_errors_exit_2(state: Path, args: tuple[str, ...], message: str):

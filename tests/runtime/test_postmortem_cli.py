@@ -104,7 +104,7 @@ def test_store_is_required(tmp_path: Path) -> None:
     result = irules("--incident-id", "1", "--output", "-")
 
     assert result.returncode == 2
-    assert result.stderr == "irules: pass exactly one of --state DIR or --database URL (none was given)\n"
+    assert result.stderr == "irules: pass exactly one of --state DIR, --database URL or --daemon URL (none was given)\n"
 
 
 def test_missing_state_folder_is_a_usage_error(tmp_path: Path) -> None:
