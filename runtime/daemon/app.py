@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from compiler.ir import BUILTIN_SOURCES
 from runtime import incidents as incident_ops
 from runtime.daemon.openapi import openapi_document
-from runtime.daemon.outage import describe, is_unreachable
+from runtime.daemon.outage import describe, is_transient, is_unreachable
 from runtime.daemon.service import Daemon
 from runtime.daemon.writer import Overloaded
 from runtime.ingest import MAX_BODY_BYTES, receive
@@ -369,8 +369,24 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
+# How often the API runs a request whose transaction the database aborted for a deadlock.
+API_ATTEMPTS = 3
+
+
+def one_transaction(handler):
+    """Mark an API handler whose writes are one transaction, so `api` may run it again after a deadlock."""
+    handler.one_transaction = True
+    return handler
+
+
 def api(handler):
-    """Wrap an incident API handler: check the token, turn `IncidentError` into its status, run store work in a thread."""
+    """Wrap an incident API handler: check the token, turn `IncidentError` into its status, run store work in a thread.
+
+    A request whose transaction the database aborted for a deadlock or a serialization
+    failure runs again when it only reads or is marked `one_transaction`, because then
+    nothing of it was written. Other requests get 503, and the caller decides.
+    """
+    retry = getattr(handler, "one_transaction", False)
 
     async def endpoint(request: Request) -> Response:
         if not _authorised(request):
@@ -379,16 +395,23 @@ def api(handler):
         if not daemon.store_open:
             # A daemon that started without its database has no schema to query yet.
             return _error(503, "the database is unreachable, so the store is not open yet; retry later")
-        try:
-            return await handler(request, daemon)
-        except incident_ops.IncidentError as error:
-            return _error(error.status, str(error))
-        except Exception as error:
-            if not is_unreachable(error) or daemon.health is None:
-                raise
-            # Logged once per outage, by `DatabaseHealth`.
-            daemon.health.report_failure(error)
-            return _error(503, f"the database is unreachable: {describe(error)}; retry later")
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                return await handler(request, daemon)
+            except incident_ops.IncidentError as error:
+                return _error(error.status, str(error))
+            except Exception as error:
+                if is_transient(error):
+                    log.warning("%s: attempt %d was aborted by the database: %s", handler.__name__, attempt, describe(error))
+                    if request.method == "GET" or retry:
+                        continue
+                    return _error(503, f"the database aborted the request's transaction ({describe(error)}); retry")
+                if not is_unreachable(error) or daemon.health is None:
+                    raise
+                # Logged once per outage, by `DatabaseHealth`.
+                daemon.health.report_failure(error)
+                return _error(503, f"the database is unreachable: {describe(error)}; retry later")
+        return _error(503, f"the database aborted the request's transaction {API_ATTEMPTS} times; retry later")
 
     endpoint.__name__ = handler.__name__
     return endpoint
@@ -473,6 +496,7 @@ def _moment_parameter(request: Request, name: str) -> datetime.datetime:
 
 
 @api
+@one_transaction
 async def create_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     title = _text(body, "title", required=True)
@@ -506,6 +530,7 @@ async def _change(request: Request, daemon: Daemon, change: incident_ops.Change,
 
 
 @api
+@one_transaction
 async def patch_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     change = incident_ops.Change(
@@ -515,6 +540,7 @@ async def patch_incident(request: Request, daemon: Daemon) -> Response:
 
 
 @api
+@one_transaction
 async def acknowledge_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     reference = request.path_params["incident"]
@@ -525,12 +551,14 @@ async def acknowledge_incident(request: Request, daemon: Daemon) -> Response:
 
 
 @api
+@one_transaction
 async def assign_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     return await _change(request, daemon, incident_ops.Change(assignee=_text(body, "assignee", required=True)), body)
 
 
 @api
+@one_transaction
 async def set_status(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     change = incident_ops.Change(status=_text(body, "status", required=True), note=_text(body, "note"))
@@ -538,12 +566,14 @@ async def set_status(request: Request, daemon: Daemon) -> Response:
 
 
 @api
+@one_transaction
 async def resolve_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     return await _change(request, daemon, incident_ops.Change(status="resolved", note=_text(body, "note")), body)
 
 
 @api
+@one_transaction
 async def close_incident(request: Request, daemon: Daemon) -> Response:
     body = await _json_body(request)
     return await _change(request, daemon, incident_ops.Change(status="closed", note=_text(body, "note")), body)

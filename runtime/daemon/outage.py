@@ -25,6 +25,12 @@ migrated, node registered), not when `SELECT 1` first succeeds.
 
 Runbook steps need no rule here: the executor writes a step's state and waits
 for the write before it acts, so no step runs while the write fails.
+
+A server that responds with an error about one transaction is reachable. A
+deadlock or a serialization failure (`is_transient`) is retried where it
+happened; a statement timeout or a constraint violation fails that one
+operation. Neither starts an outage, so neither spools webhooks nor sends
+degraded pages.
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ _MAX_LABEL_TEXT = 500
 _MAX_REASON = 300
 
 
+# SQLSTATEs of a PostgreSQL server that is there but takes no work: shutting down, starting, too many clients.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# SQLSTATEs of a transaction that the server aborted to resolve a conflict with another one.
+_TRANSIENT_STATES = frozenset({"40001", "40P01"})
+
+
 def is_unreachable(error: BaseException) -> bool:
     """Return whether `error` means that the database cannot be reached, as opposed to a rejected statement."""
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
@@ -71,7 +83,23 @@ def is_unreachable(error: BaseException) -> bool:
         sa.exc.TimeoutError,
         sqlite3.OperationalError,
     )
-    return isinstance(error, unreachable)
+    if not isinstance(error, unreachable):
+        return False
+    # A PostgreSQL error with a SQLSTATE came from the server, which responded: a deadlock or a statement
+    # timeout is an OperationalError too. Connection failures carry no SQLSTATE, or one of class 08.
+    state = _sqlstate(error)
+    return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES
+
+
+def is_transient(error: BaseException) -> bool:
+    """Return whether the server aborted the transaction for a deadlock or a serialization failure, so that a retry may pass."""
+    return _sqlstate(error) in _TRANSIENT_STATES
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    driver_error = getattr(error, "orig", None) or error
+    state = getattr(driver_error, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 def describe(error: BaseException) -> str:

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from compiler.ir import BUILTIN_SOURCES, SecretRef
 from runtime.cluster import Node, PeerWatch, new_node_id
 from runtime.daemon.metrics import Metrics
-from runtime.daemon.outage import DatabaseHealth, DegradedPager, SpoolDrainer, is_unreachable
+from runtime.daemon.outage import DatabaseHealth, DegradedPager, SpoolDrainer, describe, is_transient, is_unreachable
 from runtime.daemon.rules import RulesState
 from runtime.daemon.writer import Writer
 from runtime.notify.model import Endpoints
@@ -284,10 +284,17 @@ class Daemon:
         self.health.on_recovery.append(self.pager.reset)
 
     async def _unless_unreachable(self, function, default: int) -> int:  # type: ignore[no-untyped-def]
-        """Run `function` in a worker thread; while the database is unreachable, note it and return `default`."""
+        """Run `function` in a worker thread; while the database is unreachable, note it and return `default`.
+
+        A transaction that the database aborted for a deadlock or a serialization failure
+        also returns `default`, so the caller's loop runs it again, without an outage.
+        """
         try:
             return await anyio.to_thread.run_sync(function)
         except Exception as error:
+            if is_transient(error):
+                log.warning("the pipeline's transaction was aborted by the database (%s); it runs again", describe(error))
+                return default
             if self.health is None or not is_unreachable(error):
                 raise
             self.health.report_failure(error)
@@ -426,13 +433,17 @@ class Daemon:
                     return
                 except Exception as error:
                     # A loop that failed because the database went away starts again, so that the
-                    # daemon keeps serving and catches up by itself when the database is back.
-                    if self.health is None or self._stop_workers.is_set() or not _only_unreachable(error):
+                    # daemon keeps serving and catches up by itself when the database is back. So does
+                    # a loop whose transaction the database aborted for a deadlock, without an outage.
+                    if self.health is None or self._stop_workers.is_set() or not _only_retryable(error):
                         raise
-                    self.health.report_failure(_first_leaf(error))
-                    log.warning(
-                        "%s stopped because the database is unreachable; restarting it in %g s", _loop_name(run), WORKER_RESTART_S
-                    )
+                    unreachable = [leaf for leaf in _leaves(error) if is_unreachable(leaf)]
+                    if unreachable:
+                        self.health.report_failure(unreachable[0])
+                        reason = "the database is unreachable"
+                    else:
+                        reason = f"the database aborted its transaction ({describe(_leaves(error)[0])})"
+                    log.warning("%s stopped because %s; restarting it in %g s", _loop_name(run), reason, WORKER_RESTART_S)
                     await anyio.sleep(WORKER_RESTART_S)
         finally:
             self._workers -= 1
@@ -652,17 +663,16 @@ class Daemon:
             raise self.fatal
 
 
-def _only_unreachable(error: BaseException) -> bool:
-    """Return whether `error`, or every error of an exception group, means that the database is unreachable."""
+def _only_retryable(error: BaseException) -> bool:
+    """Return whether `error`, or every error of an exception group, is an unreachable database or an aborted transaction."""
+    return all(is_unreachable(leaf) or is_transient(leaf) for leaf in _leaves(error))
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    """Return the errors of an exception group and its nested groups, or `error` alone."""
     if isinstance(error, BaseExceptionGroup):
-        return all(_only_unreachable(inner) for inner in error.exceptions)
-    return is_unreachable(error)
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def _loop_name(run) -> str:  # type: ignore[no-untyped-def]

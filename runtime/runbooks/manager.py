@@ -38,7 +38,7 @@ import anyio
 import httpx
 import sqlalchemy as sa
 
-from runtime.daemon.outage import describe, is_unreachable
+from runtime.daemon.outage import describe, is_transient, is_unreachable
 from runtime.policy import Policy
 from runtime.runbooks.clock import RealClock
 from runtime.runbooks.runs import ACTIVE, LeaseLost
@@ -176,6 +176,9 @@ class RunManager:
         try:
             claimed = await anyio.to_thread.run_sync(self.claim_free_runs)
         except Exception as error:
+            if is_transient(error):
+                log.warning("leasing runbook runs was aborted by the database (%s); retrying", describe(error))
+                return []
             if not is_unreachable(error):
                 raise
             if not self._scan_failing:
@@ -233,6 +236,13 @@ def _log_failure(run_id: int, error: Exception) -> bool:
     if all(is_unreachable(leaf) for leaf in leaves):
         log.warning(
             "run %d stopped because the database is unreachable: %s; it resumes from its journal once the database responds",
+            run_id,
+            describe(leaves[0]),
+        )
+        return False
+    if all(is_transient(leaf) or is_unreachable(leaf) for leaf in leaves):
+        log.warning(
+            "run %d stopped because the database aborted a write (%s); it resumes from its journal at the next scan",
             run_id,
             describe(leaves[0]),
         )
