@@ -28,7 +28,7 @@ from runtime.policy import Assessment, Policy, higher_severity
 from runtime.sources.base import Inbound, Outcome
 from runtime.store import Store
 from runtime.store.schema import alert_events, alerts, dead_letters, payloads
-from runtime.store.store import json_text
+from runtime.store.store import json_text, sqlite_time
 from runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger("irules.pipeline")
@@ -111,7 +111,7 @@ def accept_if_free(store: Store, batch: Sequence[Accepted]) -> list[int] | None:
 
 # The statements of `_insert_sqlite`, sent to the driver as they are. Their values are
 # converted as the columns' SQLAlchemy types would convert them for SQLite: times by
-# `_sqlite_time`, JSON by `json_text` and `_alert_text`.
+# `sqlite_time`, JSON by `json_text` and `_alert_text`.
 _SQLITE_INSERT_PAYLOAD = (
     "INSERT INTO payloads (source, kind, received_at, body, headers, alert_count, details, replay_of) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -121,18 +121,11 @@ _SQLITE_INSERT_EVENT = (
 )
 
 
-def _sqlite_time(moment: datetime.datetime) -> str:
-    """Return the text that `UtcDateTime` stores in SQLite for `moment`: naive UTC with microseconds."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
-    return moment.astimezone(datetime.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _insert_sqlite(connection: sqlite3.Connection, batch: Sequence[Accepted]) -> list[int]:
     ids = []
     for item in batch:
         outcome = item.outcome
-        received_at = _sqlite_time(item.inbound.received_at)
+        received_at = sqlite_time(item.inbound.received_at)
         cursor = connection.execute(
             _SQLITE_INSERT_PAYLOAD,
             (
@@ -218,6 +211,16 @@ def insert_payload(connection: sa.Connection, item: Accepted) -> int:
             ],
         )
     return payload_id
+
+
+# The statement that marks events applied. SQLite runs it through `exec_driver_sql` with the
+# time converted by `sqlite_time`, which skips SQLAlchemy's per-row parameter processing.
+_MARK_PROCESSED = (
+    alert_events.update()
+    .where(alert_events.c.id == sa.bindparam("b_id"))
+    .values(processed_at=sa.bindparam("b_processed_at"), outcome=sa.bindparam("b_outcome"))
+)
+_SQLITE_MARK_PROCESSED = "UPDATE alert_events SET processed_at = ?, outcome = ? WHERE id = ?"
 
 
 def record_dead_letter(
@@ -328,15 +331,20 @@ class Pipeline:
                 log.warning("a batch of %d alert events failed; applying them one at a time", len(rows), exc_info=True)
                 outcomes = [self._apply_alone(connection, policy, row) for row in rows]
             processed_at = self.clock()
-            connection.execute(
-                alert_events.update()
-                .where(alert_events.c.id == sa.bindparam("b_id"))
-                .values(processed_at=sa.bindparam("b_processed_at"), outcome=sa.bindparam("b_outcome")),
-                [
-                    {"b_id": row.id, "b_processed_at": processed_at, "b_outcome": outcome}
-                    for row, outcome in zip(rows, outcomes, strict=True)
-                ],
-            )
+            if self.store.is_sqlite:
+                processed_text = sqlite_time(processed_at)
+                connection.exec_driver_sql(
+                    _SQLITE_MARK_PROCESSED,
+                    [(processed_text, outcome, row.id) for row, outcome in zip(rows, outcomes, strict=True)],
+                )
+            else:
+                connection.execute(
+                    _MARK_PROCESSED,
+                    [
+                        {"b_id": row.id, "b_processed_at": processed_at, "b_outcome": outcome}
+                        for row, outcome in zip(rows, outcomes, strict=True)
+                    ],
+                )
             crash_point("pipeline.before_commit")
         crash_point("pipeline.after_commit")
         # Handed to metrics after the commit, and bounded in case no caller collects it.
@@ -358,6 +366,13 @@ class Pipeline:
             if alert.status == FIRING and (row is None or row["status"] != FIRING):
                 assessments[index] = policy.assess(alert)
         work.preload_correlations(assessment.correlation.key for assessment in assessments.values())
+        # Related incidents are read ahead only for alerts whose correlation key has no open
+        # incident, because the others usually join that incident.
+        work.preload_related(
+            (assessment.correlation.rule, _related_labels(assessment))
+            for assessment in assessments.values()
+            if _follows_dependencies(assessment) and not work.has_open_incident(assessment.correlation.key)
+        )
         outcomes = [
             self._apply(work, policy, alert, decision.key, received_at, assessments.get(index))
             for index, ((alert, received_at), decision) in enumerate(zip(events, decisions, strict=True))
@@ -733,10 +748,9 @@ class Pipeline:
         correlation = assessment.correlation
         since = None if correlation.window_s is None else now - datetime.timedelta(seconds=correlation.window_s)
         exact = work.find_open_incident(correlation.key, since)
-        if exact is not None or not correlation.follow_dependencies or assessment.service is None:
+        if exact is not None or not _follows_dependencies(assessment):
             return exact
-        others = {name: value for name, value in correlation.labels.items() if name != "service"}
-        for candidate in work.find_related_incidents(correlation.rule, since, others):
+        for candidate in work.find_related_incidents(correlation.rule, since, _related_labels(assessment)):
             if any(policy.services_related(assessment.service, other) for other in candidate["services"]):
                 return candidate
         return None
@@ -838,6 +852,16 @@ def _take_apply_lock(connection: sa.Connection) -> bool:
     # schemas share the lock only when their names collide in `hashtext`.
     schema_key = sa.func.hashtext(sa.func.current_schema())
     return connection.execute(sa.select(sa.func.pg_try_advisory_xact_lock(APPLY_LOCK_ID, schema_key))).scalar_one()
+
+
+def _follows_dependencies(assessment: Assessment) -> bool:
+    """Return whether an alert without an incident of its own may join an incident of a related service."""
+    return assessment.correlation.follow_dependencies and assessment.service is not None
+
+
+def _related_labels(assessment: Assessment) -> dict[str, str]:
+    """Return the correlation labels that an incident of a related service must share with the alert: all but `service`."""
+    return {name: value for name, value in assessment.correlation.labels.items() if name != "service"}
 
 
 def _record_transition(policy: Policy, alert: Alert, row: dict, now: datetime.datetime) -> tuple[list[str], bool, bool]:

@@ -114,8 +114,8 @@ class Policy:
         # Verdicts predicted ahead for the alerts of one pipeline batch, by the alert's id;
         # the alert itself is kept so that the id cannot be reused while the entry exists.
         self._verdicts: dict[int, tuple[Alert, Any]] = {}
-        # The severity decisions that `preclassify` made, so that `assess` need not repeat them.
-        self._decisions: dict[int, tuple[Alert, SeverityDecision]] = {}
+        # The services and severity decisions that `preclassify` found, so that `assess` need not repeat them.
+        self._decisions: dict[int, tuple[Alert, ir.Service | None, SeverityDecision]] = {}
         self.router = Router(ruleset.route)
         self.dedup_rules = [rule for rule in ruleset.groupings if rule.kind == "dedup"]
         self.correlate_rules = [rule for rule in ruleset.groupings if rule.kind == "correlate"]
@@ -176,7 +176,7 @@ class Policy:
         for alert in alerts:
             service = self.service_of(alert.labels)
             decision = severity_of(self.ruleset, alert.labels, alert.annotations, service, alert_fingerprint=alert.fingerprint)
-            self._decisions[id(alert)] = (alert, decision)
+            self._decisions[id(alert)] = (alert, service, decision)
             if decision.source == "classify":
                 chosen.append(alert)
         if not chosen:
@@ -193,11 +193,11 @@ class Policy:
 
     def assess(self, alert: Alert) -> Assessment:
         """Decide severity, receivers, team, service and correlation for a firing alert."""
-        service = self.service_of(alert.labels)
         known = self._decisions.get(id(alert))
         if known is not None and known[0] is alert:
-            decision = known[1]
+            _alert, service, decision = known
         else:
+            service = self.service_of(alert.labels)
             decision = severity_of(self.ruleset, alert.labels, alert.annotations, service, alert_fingerprint=alert.fingerprint)
         severity, severity_source = decision.level, decision.source
         # Rules win, and so does a fixed `else LEVEL`. Where the rules leave the level open

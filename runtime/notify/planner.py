@@ -46,6 +46,21 @@ MUTED_RECHECK_S = 60.0
 
 Renderer = Callable[[ir.Channel, str, dict[str, Any], ir.Ruleset], Outbound]
 
+# The statements of `mark_due`, which runs in every pipeline batch. They are built once, so
+# SQLAlchemy finds them in its compiled cache instead of building them for every call.
+_RECEIVERS_BY_ID = sa.select(incidents.c.id, incidents.c.receivers, incidents.c.team).where(
+    incidents.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_GROUPS_BY_INCIDENT = sa.select(notification_groups).where(
+    notification_groups.c.incident_id.in_(sa.bindparam("ids", expanding=True))
+)
+_INSERT_GROUP = notification_groups.insert()
+_UPDATE_DUE = (
+    notification_groups.update()
+    .where(notification_groups.c.id == sa.bindparam("b_id"))
+    .values(due_at=sa.bindparam("b_due_at"), via_alertmanager=sa.bindparam("b_via"))
+)
+
 
 @dataclass(slots=True)
 class Touch:
@@ -87,17 +102,10 @@ def mark_due(connection: sa.Connection, policy: Policy, touches: dict[int, Touch
     ids = sorted(touches)
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[start : start + _IN_CHUNK]
-        rows = {
-            row["id"]: row
-            for row in connection.execute(
-                sa.select(incidents.c.id, incidents.c.receivers, incidents.c.team).where(incidents.c.id.in_(chunk))
-            ).mappings()
-        }
+        rows = {row["id"]: row for row in connection.execute(_RECEIVERS_BY_ID, {"ids": chunk}).mappings()}
         groups = {
             (row["incident_id"], row["receiver"]): row
-            for row in connection.execute(
-                sa.select(notification_groups).where(notification_groups.c.incident_id.in_(chunk))
-            ).mappings()
+            for row in connection.execute(_GROUPS_BY_INCIDENT, {"ids": chunk}).mappings()
         }
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -133,14 +141,9 @@ def mark_due(connection: sa.Connection, policy: Policy, touches: dict[int, Touch
                 if due != group["due_at"] or via != group["via_alertmanager"]:
                     updates.append({"b_id": group["id"], "b_due_at": due, "b_via": via})
         if inserts:
-            connection.execute(notification_groups.insert(), inserts)
+            connection.execute(_INSERT_GROUP, inserts)
         if updates:
-            connection.execute(
-                notification_groups.update()
-                .where(notification_groups.c.id == sa.bindparam("b_id"))
-                .values(due_at=sa.bindparam("b_due_at"), via_alertmanager=sa.bindparam("b_via")),
-                updates,
-            )
+            connection.execute(_UPDATE_DUE, updates)
 
 
 def _next_due(group: Any, now: datetime.datetime) -> datetime.datetime:

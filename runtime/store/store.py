@@ -10,6 +10,7 @@ unless `durability="full"` is chosen. PostgreSQL is used when a URL names it.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sqlite3
@@ -269,6 +270,18 @@ def json_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+def sqlite_time(moment: datetime.datetime | None) -> str | None:
+    """Return the text that `UtcDateTime` stores in SQLite for `moment`: naive UTC with microseconds, or None for None.
+
+    For statements that skip SQLAlchemy's parameter processing on the hot paths.
+    """
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+    return moment.astimezone(datetime.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 # JSON columns are encoded by `json_text` and decoded by orjson, because the pipeline writes

@@ -20,7 +20,6 @@ from runtime.pipeline import (
     _SQLITE_INSERT_PAYLOAD,
     Accepted,
     _alert_text,
-    _sqlite_time,
     accept,
     accept_if_free,
     insert_payload,
@@ -28,7 +27,7 @@ from runtime.pipeline import (
 from runtime.sources.base import Inbound, Outcome
 from runtime.store import Store, database_url
 from runtime.store.schema import alert_events, payloads
-from runtime.store.store import json_text
+from runtime.store.store import json_text, sqlite_time
 
 UTC = datetime.UTC
 RECEIVED = datetime.datetime(2026, 3, 8, 10, 0, 0, 250_000, tzinfo=UTC)
@@ -165,12 +164,12 @@ def test_sqlite_time_matches_utc_datetime_type(moment: datetime.datetime) -> Non
     expected = processor.bind_processor(sa.create_engine("sqlite://").dialect)
 
     assert expected is not None
-    assert _sqlite_time(moment) == expected(moment)
+    assert sqlite_time(moment) == expected(moment)
 
 
 def test_sqlite_time_rejects_naive_datetime() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
-        _sqlite_time(datetime.datetime(2026, 3, 8, 10, 0))
+        sqlite_time(datetime.datetime(2026, 3, 8, 10, 0))
 
 
 @pytest.mark.parametrize(

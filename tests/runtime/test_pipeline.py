@@ -498,3 +498,77 @@ def test_batch_grouping_matches_one_at_a_time(store: Store, tmp_path: Path, poli
     alone.close()
     assert groupings[0] == groupings[1]
     assert [instances for _key, _correlation, instances in groupings[0]] == [["b1", "b6", "e1"], ["b2", "b3"], ["b4"], ["b5"]]
+
+
+def test_sqlite_flush_matches_sqlalchemy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On SQLite, `flush` converts values itself and writes through the driver. It must store
+    # the same text as SQLAlchemy's statements, which PostgreSQL uses.
+    from runtime.unit_of_work import UnitOfWork
+
+    zone = datetime.timezone(datetime.timedelta(hours=2))
+    stored = []
+    for name in ("driver", "sqlalchemy"):
+        target = Store.open(f"sqlite:///{tmp_path / name}.db")
+        if name == "sqlalchemy":
+            monkeypatch.setattr(UnitOfWork, "_write_sqlite", UnitOfWork._write)
+        with target.write() as connection:
+            work = UnitOfWork(connection, target)
+            incident = work.open_incident(
+                "INC-{number:04d}",
+                T0,
+                title="Disk full",
+                severity="high",
+                severity_source="rule",
+                team=None,
+                services=["ledger"],
+                receivers=[],
+                correlation="by-service:cluster=eu-1,service=ledger",
+                correlation_rule="by-service",
+                labels={"cluster": "eu-1", "service": "ledger"},
+                actor="source:alertmanager",
+            )
+            work.add_alert(
+                {
+                    "key": "k1",
+                    "fingerprint": "f1",
+                    "source": "alertmanager",
+                    "name": "Disk ☃ full",
+                    "status": "firing",
+                    "labels": {"alertname": "Disk", "note": 'é "quoted"'},
+                    # Beyond 64 bits, so `json_text` falls back to the json module.
+                    "annotations": {"count": 2**70},
+                    "starts_at": datetime.datetime(2026, 3, 8, 12, 0, 0, 5, tzinfo=zone),
+                    "ends_at": None,
+                    "first_seen": T0,
+                    "last_seen": T0,
+                    "resolved_at": None,
+                    "occurrences": 1,
+                    "severity": None,
+                    "receivers": ["ops"],
+                    "incident_id": incident["id"],
+                    "transitions": [T0.isoformat()],
+                    "flapping": True,
+                }
+            )
+            work.add_timeline(incident["id"], T0, "alert.added", "irules", "Alert added", {"severity": None})
+            work.flush()
+            work.change_alert("k1", status="resolved", resolved_at=T0.astimezone(zone), flapping=False, severity="low")
+            work.change_incident(incident["id"], impact=None, triage={"review": True}, escalation_started_at=T0)
+            work.flush()
+            tables = ("alerts", "incidents", "timeline")
+            stored.append({table: connection.exec_driver_sql(f"SELECT * FROM {table}").all() for table in tables})
+        target.close()
+    assert stored[0]["alerts"] == stored[1]["alerts"]
+    assert stored[0]["incidents"] == stored[1]["incidents"]
+    assert stored[0]["timeline"] == stored[1]["timeline"]
+
+
+def test_sqlite_flush_rejects_naive_time(tmp_path: Path) -> None:
+    from runtime.unit_of_work import UnitOfWork
+
+    target = Store.open(f"sqlite:///{tmp_path / 'naive.db'}")
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"), target.write() as connection:
+        work = UnitOfWork(connection, target)
+        work.add_timeline(1, T0.replace(tzinfo=None), "alert.added", "irules", "Alert added")
+        work.flush()
+    target.close()
