@@ -377,7 +377,7 @@ def report(rows: list[dict[str, object]], plan: Plan, context: dict[str, str]) -
         )
     lines += [
         "",
-        "More nodes accept more, because each node parses and stores its own requests. Only one node at a time applies events (the pipeline's advisory lock keeps one alert's events in order), so alerts applied per second grow only as much as the other nodes take HTTP work off the applying node. The endpoint's rate limit is shared through the database, so all nodes together send it at most 10 messages a second. The digest cadence (one digest a minute per endpoint while a storm lasts) is kept per node, so with more nodes a storm is folded into up to N digests a minute and notified sooner.",
+        "More nodes accept more, because each node parses and stores its own requests. Only one node at a time applies events (the pipeline's advisory lock keeps one alert's events in order), so alerts applied per second grow only as much as the other nodes take HTTP work off the applying node. The endpoint's rate limit is shared through the database, so all nodes together send it at most 10 messages a second. The digest cadence (one digest a minute per endpoint while a storm lasts) is shared the same way, so more nodes do not send more digests.",
         "",
         f"- CPU: {context['cpu']}, {context['cores']} cores; Python {context['python']} on {context['system']}",
         f"- Load average over 1 minute: {context['load_before']} before the run, {context['load_after']} after it",
