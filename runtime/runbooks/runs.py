@@ -533,47 +533,50 @@ def decide(
     if answer not in DECISION_ANSWERS:
         raise IncidentError(f"invalid answer {answer!r}; use one of {', '.join(sorted(DECISION_ANSWERS))}", status=400)
     with store.write() as connection:
-        row = (
-            connection.execute(
-                sa.select(approvals)
-                .where(approvals.c.run_id == run_id, approvals.c.step == step, approvals.c.status == "pending")
-                .order_by(approvals.c.id.desc())
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            raise IncidentError(f"step {step!r} of run {run_id} waits for no approval or decision", status=404)
-        if row["timeout_at"] is not None and row["timeout_at"] <= now:
-            raise IncidentError(
-                f"the approval of step {step!r} of run {run_id} timed out at {_iso(row['timeout_at'])}; the step fails",
-                status=409,
-            )
-        allowed = ("granted", "denied") if row["kind"] == APPROVAL else ("retry", "skip", "fail")
-        if answer not in allowed:
-            raise IncidentError(
-                f"step {step!r} of run {run_id} waits for a {row['kind']}: answer {' or '.join(allowed)}", status=400
-            )
+        return decide_in(connection, run_id, step, answer, actor, now, note)
+
+
+def decide_in(
+    connection: sa.Connection, run_id: int, step: str, answer: str, actor: str, now: datetime.datetime, note: str | None = None
+) -> dict[str, Any]:
+    """Answer as `decide` does, in the caller's transaction, so that the answer commits with the caller's writes."""
+    row = (
         connection.execute(
-            approvals.update()
-            .where(approvals.c.id == row["id"])
-            .values(status=answer, decided_by=actor, decided_at=now, note=note)
+            sa.select(approvals)
+            .where(approvals.c.run_id == run_id, approvals.c.step == step, approvals.c.status == "pending")
+            .order_by(approvals.c.id.desc())
         )
-        run = connection.execute(
-            sa.select(runbook_runs.c.incident_id, runbook_runs.c.runbook_id).where(runbook_runs.c.id == run_id)
-        ).one()
-        if run.incident_id is not None:
-            verb = {"granted": "approved", "denied": "denied"}.get(answer, f"decided {answer} for")
-            add_timeline(
-                connection,
-                run.incident_id,
-                now,
-                f"step.{row['kind']}",
-                actor,
-                f"{actor} {verb} step {step} of runbook {run.runbook_id} run {run_id}" + (f": {note}" if note else ""),
-                {"run": run_id, "step": step, "answer": answer, "operation": row["operation"]},
-            )
-        return {**_approval_json(dict(row)), "status": answer, "decided_by": actor, "decided_at": _iso(now)}
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise IncidentError(f"step {step!r} of run {run_id} waits for no approval or decision", status=404)
+    if row["timeout_at"] is not None and row["timeout_at"] <= now:
+        raise IncidentError(
+            f"the approval of step {step!r} of run {run_id} timed out at {_iso(row['timeout_at'])}; the step fails",
+            status=409,
+        )
+    allowed = ("granted", "denied") if row["kind"] == APPROVAL else ("retry", "skip", "fail")
+    if answer not in allowed:
+        raise IncidentError(f"step {step!r} of run {run_id} waits for a {row['kind']}: answer {' or '.join(allowed)}", status=400)
+    connection.execute(
+        approvals.update().where(approvals.c.id == row["id"]).values(status=answer, decided_by=actor, decided_at=now, note=note)
+    )
+    run = connection.execute(
+        sa.select(runbook_runs.c.incident_id, runbook_runs.c.runbook_id).where(runbook_runs.c.id == run_id)
+    ).one()
+    if run.incident_id is not None:
+        verb = {"granted": "approved", "denied": "denied"}.get(answer, f"decided {answer} for")
+        add_timeline(
+            connection,
+            run.incident_id,
+            now,
+            f"step.{row['kind']}",
+            actor,
+            f"{actor} {verb} step {step} of runbook {run.runbook_id} run {run_id}" + (f": {note}" if note else ""),
+            {"run": run_id, "step": step, "answer": answer, "operation": row["operation"]},
+        )
+    return {**_approval_json(dict(row)), "status": answer, "decided_by": actor, "decided_at": _iso(now)}
 
 
 def decide_by_id(store: Store, request_id: int, granted: bool, actor: str, now: datetime.datetime) -> dict[str, Any]:

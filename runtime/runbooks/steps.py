@@ -301,20 +301,17 @@ class StoreRunner:
     def _ask(self, step: ir.Step, operation: dict[str, Any], team: str, now: datetime.datetime, timeout_s: float | None) -> int:
         """Store the approval request and, the first time, grant it under `--auto-approve-safe` or notify `team`."""
         action = self.actions.get(step.action or "") if step.kind == "call" else None
+        automatic = self.auto_approve and auto_approvable(step, action)
         with self._write() as connection:
             request_id, new = runs.request_in(connection, self.run_id, step.name, runs.APPROVAL, team, operation, now, timeout_s)
-            if new and not (self.auto_approve and auto_approvable(step, action)):
+            if new and automatic:
+                # In the request's transaction, which `_write` fences: a node that lost the run's
+                # lease grants nothing.
+                actor = f"{self.requested_by} (--auto-approve-safe)"
+                runs.decide_in(connection, self.run_id, step.name, GRANTED, actor, now, "read-only or low risk")
+            elif new:
                 self._notify_approvers(connection, request_id, step, operation, team, now, timeout_s)
-        if new and self.auto_approve and auto_approvable(step, action):
-            runs.decide(
-                self.store,
-                self.run_id,
-                step.name,
-                GRANTED,
-                f"{self.requested_by} (--auto-approve-safe)",
-                now,
-                "read-only or low risk",
-            )
+        if new and automatic:
             log.info("run %d: step %s approved by --auto-approve-safe", self.run_id, step.name)
         else:
             log.info("run %d: step %s waits for approval from %s", self.run_id, step.name, team)
