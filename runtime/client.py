@@ -166,6 +166,11 @@ class RemoteBackend:
             data = response.json()
         except ValueError:
             data = {"error": response.text.strip()}
+        if response.status_code == 401:
+            raise BackendError(
+                f"the daemon responded with HTTP 401: {data.get('error', data)}; "
+                "set IRULES_API_TOKEN to the token the daemon was started with"
+            )
         if response.status_code >= 400:
             raise BackendError(f"the daemon responded with HTTP {response.status_code}: {data.get('error', data)}")
         return data

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 
 import typer
 
-from runtime.commands.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvOption, OutputFormat
+from runtime.commands.common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    EnvOption,
+    OutputFormat,
+    store_option_name,
+    typed_over_environment,
+)
 
 StateOption = Annotated[Path | None, typer.Option("--state", envvar="IRULES_STATE", help="Folder of the embedded SQLite store.")]
 DatabaseOption = Annotated[str | None, typer.Option("--database", envvar="IRULES_DATABASE", help="SQLAlchemy URL of the store.")]
@@ -53,11 +61,21 @@ def register(app: typer.Typer) -> None:
 # ---------------------------------------------------------------- backend choice
 
 
-def _backend(state: Path | None, database: str | None, daemon: str | None, rules: Path | None = None, env: str | None = None):
+def _backend(
+    state: Path | None,
+    database: str | None,
+    daemon: str | None,
+    rules: Path | None = None,
+    env: str | None = None,
+    *,
+    context: typer.Context | None = None,
+):
     from runtime.client import BackendError, LocalBackend, RemoteBackend
     from runtime.store import StoreError, database_url
 
-    chosen = [name for name, value in (("--state", state), ("--database", database), ("--daemon", daemon)) if value]
+    state, database, daemon = typed_over_environment(context, state, database, daemon)
+    given = (("state", state), ("database", database), ("daemon", daemon))
+    chosen = [store_option_name(context, name) for name, value in given if value]
     if len(chosen) != 1:
         problem = "none was given" if not chosen else f"{' and '.join(chosen)} were given"
         _fail(f"pass exactly one of --state DIR, --database URL or --daemon URL ({problem})", EXIT_USAGE)
@@ -167,6 +185,7 @@ def _print_incident(row: dict[str, Any], output: OutputFormat) -> None:
 
 
 def handle_command(
+    ctx: typer.Context,
     alert_data: Annotated[Path, typer.Option("--alert-data", help="File with one webhook payload, as a sender would post it.")],
     source: Annotated[str | None, typer.Option("--source", help="Source name; detected from the payload when left out.")] = None,
     rules: RulesOption = None,
@@ -193,12 +212,13 @@ def handle_command(
     from runtime import logs
 
     logs.configure("warning")
+    state, database, daemon = typed_over_environment(ctx, state, database, daemon)
     if daemon:
         _handle_remote(daemon, source, body, headers, output, state, database)
         return
     if rules is None:
         _fail("pass --rules PATH: the pipeline needs the rules", EXIT_USAGE)
-    backend = _backend(state, database, None, rules, env)
+    backend = _backend(state, database, None, rules, env, context=ctx)
     _handle_local(backend, source, body, headers, output)
 
 
@@ -294,6 +314,7 @@ def _handle_local(backend, source: str | None, body: bytes, headers: dict[str, s
 
 
 def create_command(
+    ctx: typer.Context,
     title: Annotated[str, typer.Option("--title", help="What is wrong, in a few words.")],
     severity: Annotated[str | None, typer.Option("--severity", help="critical, high, medium or low.")] = None,
     services: Annotated[str, typer.Option("--services", help="Affected services, comma-separated.")] = "",
@@ -307,13 +328,14 @@ def create_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """Open an incident by hand."""
-    backend = _backend(state, database, daemon, rules, env)
+    backend = _backend(state, database, daemon, rules, env, context=ctx)
     names = [name.strip() for name in services.split(",") if name.strip()]
     row = _run(backend, backend.create, title, severity, names, team, _actor(actor))
     _print_incident(row, output)
 
 
 def update_command(
+    ctx: typer.Context,
     incident_id: IncidentOption,
     status: Annotated[
         str | None, typer.Option("--status", help="detected, triaged, investigating, mitigating, resolved or closed.")
@@ -358,7 +380,7 @@ def update_command(
         )
         if status is None and assignee is None and severity is None and note is None:
             return
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     row = _run(
         backend,
         backend.update,
@@ -370,6 +392,7 @@ def update_command(
 
 
 def ack_command(
+    ctx: typer.Context,
     incident_id: IncidentOption,
     state: StateOption = None,
     database: DatabaseOption = None,
@@ -378,11 +401,12 @@ def ack_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """Acknowledge an incident."""
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     _print_incident(_run(backend, backend.acknowledge, incident_id, _actor(actor)), output)
 
 
 def resolve_command(
+    ctx: typer.Context,
     incident_id: IncidentOption,
     note: Annotated[str | None, typer.Option("--note", help="How it was resolved, for the timeline.")] = None,
     state: StateOption = None,
@@ -394,11 +418,12 @@ def resolve_command(
     """Resolve an incident."""
     from runtime.incidents import Change
 
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     _print_incident(_run(backend, backend.update, incident_id, Change(status="resolved", note=note), _actor(actor)), output)
 
 
 def list_command(
+    ctx: typer.Context,
     status: Annotated[list[str], typer.Option("--status", help="Only these statuses; repeatable.")] = [],  # noqa: B006
     severity: Annotated[list[str], typer.Option("--severity", help="Only these severities; repeatable.")] = [],  # noqa: B006
     team: Annotated[str | None, typer.Option("--team", help="Only this team's incidents.")] = None,
@@ -411,7 +436,7 @@ def list_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """List incidents, newest first."""
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     rows = _run(
         backend,
         lambda: backend.list(status=status, severity=severity, team=team, service=service, open_only=open_only, limit=limit),
@@ -420,6 +445,7 @@ def list_command(
 
 
 def show_command(
+    ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id such as INC-2026-0042, or its number.")],
     state: StateOption = None,
     database: DatabaseOption = None,
@@ -427,11 +453,12 @@ def show_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """Show one incident with its alerts and timeline."""
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     _print_incident(_run(backend, backend.show, incident_id), output)
 
 
 def dead_letters_command(
+    ctx: typer.Context,
     source: Annotated[str | None, typer.Option("--source", help="Only this source's dead letters.")] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
@@ -439,7 +466,7 @@ def dead_letters_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """List dead letters, newest first."""
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     rows = _run(backend, backend.dead_letters, source)
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2))
@@ -454,6 +481,7 @@ def dead_letters_command(
 
 
 def replay_command(
+    ctx: typer.Context,
     ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids; all pending ones when left out.")] = None,
     rules: RulesOption = None,
     env: EnvOption = None,
@@ -466,7 +494,7 @@ def replay_command(
     from runtime.client import BackendError
     from runtime.pipeline import UNTRUSTED_STATUSES
 
-    backend = _backend(state, database, daemon, rules, env)
+    backend = _backend(state, database, daemon, rules, env, context=ctx)
 
     try:
         numbers = list(
@@ -496,6 +524,7 @@ def replay_command(
 
 
 def notifications_command(
+    ctx: typer.Context,
     status: Annotated[
         str | None, typer.Option("--status", help="pending, sending, delivered, failed, cancelled or folded.")
     ] = None,
@@ -507,7 +536,7 @@ def notifications_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """List notifications, newest first; `--status failed` shows those given up on."""
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     rows = _run(backend, backend.notifications, status, incident, limit)
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2))
@@ -523,6 +552,7 @@ def notifications_command(
 
 
 def retry_notifications_command(
+    ctx: typer.Context,
     ids: Annotated[list[int] | None, typer.Argument(help="Notification ids; all failed ones when left out.")] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
@@ -531,7 +561,7 @@ def retry_notifications_command(
     """Send failed notifications again, with their attempts counted from zero."""
     from runtime.client import BackendError
 
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     try:
         numbers = list(ids or [row["id"] for row in backend.notifications("failed", None, 1000)])
         results = [backend.retry_notification(number) for number in sorted(numbers)]

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runtime.commands.common import EXIT_PROBLEMS, EXIT_USAGE, fail_internal, write_atomically
+from runtime.commands.common import (
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    fail_internal,
+    require_store,
+    typed_over_environment,
+    write_atomically,
+)
 from runtime.commands.incidents import DaemonOption, DatabaseOption, StateOption, _backend
 
 if TYPE_CHECKING:
@@ -36,6 +43,7 @@ def register(app: typer.Typer) -> None:
 
 
 def metrics_command(
+    ctx: typer.Context,
     timeframe: Annotated[
         str, typer.Option("--timeframe", help="How far back from --until to count incidents: a number and s, m, h, d or w.")
     ] = "30d",
@@ -65,8 +73,8 @@ def metrics_command(
     if output_format is MetricsFormat.DASHBOARD and output is None:
         _fail("--format dashboard writes an HTML file: pass --output FILE", EXIT_USAGE)
 
-    _check_state(state, database, daemon)
-    backend = _backend(state, database, daemon)
+    require_store(*typed_over_environment(ctx, state, database, daemon))
+    backend = _backend(state, database, daemon, context=ctx)
     try:
         metrics = backend.metrics(window)
         text = _render(metrics, output_format, timeframe)
@@ -102,14 +110,6 @@ def _until(text: str | None) -> datetime.datetime:
         return parse_moment(text)
     except ValueError:
         raise ValueError(f"invalid --until {text!r}: write an ISO 8601 moment such as 2026-03-01T00:00:00Z") from None
-
-
-def _check_state(state: Path | None, database: str | None, daemon: str | None) -> None:
-    """Fail when `--state` alone names a folder without a store: a report reads a store, and opening it would create one."""
-    from runtime.store import DATABASE_FILE
-
-    if state is not None and database is None and daemon is None and not (state / DATABASE_FILE).is_file():
-        _fail(f"no store in {state}: {DATABASE_FILE} not found", EXIT_USAGE)
 
 
 def _write(text: str, output: Path | None) -> None:

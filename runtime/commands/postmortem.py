@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.commands.common import EXIT_PROBLEMS, EXIT_USAGE, write_atomically
+from runtime.commands.common import EXIT_PROBLEMS, EXIT_USAGE, require_store, typed_over_environment, write_atomically
 from runtime.commands.incidents import DaemonOption, DatabaseOption, IncidentOption, StateOption, _backend, _fail
 
 
@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
 
 
 def post_mortem_command(
+    ctx: typer.Context,
     incident_id: IncidentOption,
     output: Annotated[str, typer.Option("--output", help="File to write; `-` writes to standard output.")],
     locale: Annotated[Locale, typer.Option("--locale", help="Language of the fixed wording: en or de.")] = Locale.EN,
@@ -52,10 +53,9 @@ def post_mortem_command(
 
     if template_dir is not None and not template_dir.is_dir():
         _fail(f"template folder {str(template_dir)!r} does not exist", EXIT_USAGE)
-    if state is not None and database is None and daemon is None and not state.is_dir():
-        _fail(f"state folder {str(state)!r} does not exist", EXIT_USAGE)
+    require_store(*typed_over_environment(ctx, state, database, daemon))
 
-    backend = _backend(state, database, daemon)
+    backend = _backend(state, database, daemon, context=ctx)
     try:
         post_mortem = backend.post_mortem(incident_id)
         text = render(post_mortem, locale=locale.value, output_format=document_format.value, template_dir=template_dir)

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from runtime.commands.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EnvOption, OutputFormat, require_path
+from runtime.commands.common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    EnvOption,
+    OutputFormat,
+    require_path,
+    typed_over_environment,
+)
 
 RulesOption = Annotated[
     Path, typer.Option("--rules", envvar="IRULES_RULES", help="Folder of .irules files, one file, or a ruleset.json.")
@@ -233,6 +241,7 @@ def _actor(actor: str | None) -> str:
 
 
 def runs_list_command(
+    ctx: typer.Context,
     incident: Annotated[str | None, typer.Option("--incident-id", help="Only this incident's runs.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="running, waiting, succeeded, failed or cancelled.")] = None,
     state: StateOption = None,
@@ -241,6 +250,7 @@ def runs_list_command(
     output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
 ) -> None:
     """List runbook runs, newest first."""
+    state, database, daemon = typed_over_environment(ctx, state, database, daemon)
     from runtime.client import BackendError
     from runtime.runbooks import runs
 
@@ -265,6 +275,7 @@ def runs_list_command(
 
 
 def runs_show_command(
+    ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="The run's number.")],
     state: StateOption = None,
     database: DatabaseOption = None,
@@ -272,6 +283,7 @@ def runs_show_command(
     output: Annotated[OutputFormat, typer.Option("--format", help="Text or JSON.")] = OutputFormat.TEXT,
 ) -> None:
     """Show a run: each step's state, the exact operation, its output, and the approvals."""
+    state, database, daemon = typed_over_environment(ctx, state, database, daemon)
     from runtime.client import BackendError
     from runtime.incidents import IncidentError
     from runtime.runbooks import runs
@@ -332,6 +344,7 @@ DecisionOption = Annotated[
 
 
 def approve_command(
+    ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="The run's number.")],
     step: Annotated[str, typer.Argument(help="The step waiting for approval.")],
     decision: DecisionOption = None,
@@ -342,10 +355,12 @@ def approve_command(
     daemon: DaemonOption = None,
 ) -> None:
     """Approve a step that waits for approval, or decide on an interrupted step with --decision."""
+    state, database, daemon = typed_over_environment(ctx, state, database, daemon)
     _decide(run_id, step, decision or "granted", actor, note, state, database, daemon)
 
 
 def deny_command(
+    ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="The run's number.")],
     step: Annotated[str, typer.Argument(help="The step waiting for approval.")],
     note: NoteOption = None,
@@ -355,10 +370,12 @@ def deny_command(
     daemon: DaemonOption = None,
 ) -> None:
     """Deny a step that waits for approval; the step fails and nothing it would do happens."""
+    state, database, daemon = typed_over_environment(ctx, state, database, daemon)
     _decide(run_id, step, "denied", actor, note, state, database, daemon)
 
 
 def remediate_command(
+    ctx: typer.Context,
     incident_id: Annotated[str, typer.Option("--incident-id", help="Incident id such as INC-2026-0042, or its number.")],
     rules: RulesOption = Path("."),
     env: EnvOption = None,
@@ -376,6 +393,7 @@ def remediate_command(
     ] = False,
 ) -> None:
     """Start the runbooks that apply to an incident's first firing alert; a running daemon executes them."""
+    state, database, daemon = typed_over_environment(ctx, state, database, daemon)
     import datetime
 
     from runtime.client import BackendError

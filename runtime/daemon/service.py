@@ -326,7 +326,8 @@ class Daemon:
                         method.secret.secret,
                         secrets.folder or "no secrets folder",
                     )
-        for receiver in ruleset.receivers:
+        # Without notifications nothing is sent, so a receiver's missing secret stops nothing.
+        for receiver in ruleset.receivers if self.config.notify else ():
             for channel in receiver.channels:
                 for reference in (channel.key, channel.url, channel.target):
                     if isinstance(reference, SecretRef) and secrets.get(reference.secret) is None:

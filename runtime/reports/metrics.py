@@ -54,6 +54,9 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 _DISPLAY_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 # Rows per `IN (...)` list, well below SQLite's and PostgreSQL's limits on bound parameters.
 _IN_CHUNK = 500
+# The longest window a report covers. A report has a row per UTC day, so an unbounded window
+# (year 1 to 9999 through the API, say) would build millions of rows for a handful of incidents.
+MAX_WINDOW_DAYS = 3660
 
 
 def parse_timeframe(text: str) -> int:
@@ -68,6 +71,8 @@ def parse_timeframe(text: str) -> int:
     seconds = sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _TIMEFRAME_PART.findall(compact))
     if seconds == 0:
         raise ValueError(f"invalid timeframe {text!r}: it must be longer than zero")
+    if seconds > MAX_WINDOW_DAYS * 86400:
+        raise ValueError(f"invalid timeframe {text!r}: a report covers at most {MAX_WINDOW_DAYS} days (about 10 years)")
     return seconds
 
 
@@ -80,14 +85,27 @@ class Window:
 
     @classmethod
     def ending(cls, end: datetime.datetime, seconds: int) -> Window:
+        """Return the window of `seconds` that ends at `end`; raise ValueError when it would start before year 1."""
         end = end.astimezone(datetime.UTC)
-        return cls(end - datetime.timedelta(seconds=seconds), end)
+        try:
+            start = end - datetime.timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"a window of {seconds} s ending at {end.isoformat()} would start before year 1") from None
+        return cls.between(start, end)
 
     @classmethod
     def between(cls, start: datetime.datetime, end: datetime.datetime) -> Window:
-        """Return the window from `start` to `end`, both aware; raise ValueError unless `start` comes first."""
+        """Return the window from `start` to `end`, both aware.
+
+        Raises:
+            ValueError: `start` is not before `end`, or the window is longer than `MAX_WINDOW_DAYS`.
+        """
         if start >= end:
             raise ValueError(f"the window's start {start.isoformat()} is not before its end {end.isoformat()}")
+        if end - start > datetime.timedelta(days=MAX_WINDOW_DAYS):
+            raise ValueError(
+                f"the window from {start.isoformat()} to {end.isoformat()} is longer than {MAX_WINDOW_DAYS} days (about 10 years)"
+            )
         return cls(start.astimezone(datetime.UTC), end.astimezone(datetime.UTC))
 
     @property

@@ -25,6 +25,10 @@ receiver ops {
   webhook "http://127.0.0.1:9/ops"
 }
 
+receiver pager {
+  pagerduty key secret("IRULES_TEST_MISSING_PAGER_KEY")
+}
+
 route {
   receiver ops
 }
@@ -59,6 +63,26 @@ def test_missing_secret_logged_at_start(daemon: Daemon, caplog: pytest.LogCaptur
     assert any("incident API on 0.0.0.0 needs no token" in message for message in messages)
 
 
+def test_receiver_secret_logged_only_with_notifications(daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="irules.daemon"):
+        daemon.warn_about_configuration()
+        notifying = [record for record in caplog.records if "IRULES_TEST_MISSING_PAGER_KEY" in record.getMessage()]
+        caplog.clear()
+        daemon.config.notify = False
+        daemon.warn_about_configuration()
+        quiet = [record for record in caplog.records if "IRULES_TEST_MISSING_PAGER_KEY" in record.getMessage()]
+
+    assert [(record.levelname, record.getMessage()) for record in notifying] == [
+        (
+            "ERROR",
+            "receiver pager: the pagerduty channel's secret IRULES_TEST_MISSING_PAGER_KEY is not set; "
+            "its messages wait and are retried until it is",
+        )
+    ]
+    # With --no-notify nothing is sent, so a first start shows no errors about channels it will not use.
+    assert quiet == []
+
+
 def get(daemon: Daemon, path: str) -> httpx.Response:
     async def fetch() -> httpx.Response:
         transport = httpx.ASGITransport(app=build_app(daemon))
@@ -76,3 +100,25 @@ def test_unknown_path_is_json(daemon: Daemon) -> None:
     missing = get(daemon, "/api/v1/incidents/INC-1/unknown")
     assert missing.status_code in (404, 405)
     assert "error" in missing.json()
+
+
+def test_cli_names_the_token_variable_on_401() -> None:
+    from runtime.client import BackendError, RemoteBackend
+
+    backend = RemoteBackend("http://daemon")
+    backend.client = httpx.Client(
+        base_url="http://daemon",
+        transport=httpx.MockTransport(
+            lambda _request: httpx.Response(
+                401, json={"error": "missing or wrong API token: send `Authorization: Bearer <token>`"}
+            )
+        ),
+    )
+    with pytest.raises(BackendError) as raised:
+        backend.list()
+    backend.close()
+
+    assert str(raised.value) == (
+        "the daemon responded with HTTP 401: missing or wrong API token: send `Authorization: Bearer <token>`; "
+        "set IRULES_API_TOKEN to the token the daemon was started with"
+    )

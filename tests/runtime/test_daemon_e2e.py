@@ -530,6 +530,11 @@ def test_report_responses_match_openapi_schema(scenario: Scenario):
             {"start": "2026-03-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
             "the window's start 2026-03-01T00:00:00+00:00 is not before its end 2026-03-01T00:00:00+00:00",
         ),
+        (
+            # Unbounded, the report built a row per day: 62 MB for year 1 to 9999.
+            {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"},
+            "the window from 0001-01-01T00:00:00+00:00 to 9999-12-31T00:00:00+00:00 is longer than 3660 days (about 10 years)",
+        ),
     ],
 )
 def test_metrics_report_rejects_bad_window(scenario: Scenario, params: dict[str, str], reason: str):
@@ -537,6 +542,27 @@ def test_metrics_report_rejects_bad_window(scenario: Scenario, params: dict[str,
 
     assert response.status_code == 400
     assert response.json() == {"error": reason}
+
+
+def test_typed_store_option_wins_over_variable(scenario: Scenario, tmp_path: Path):
+    state = str(tmp_path / "elsewhere")
+    url = scenario.daemon.url
+
+    through_daemon = run_cli("incidents", "list", "--daemon", url, "--format", "json", extra_environment={"IRULES_STATE": state})
+    both_variables = run_cli("incidents", "list", extra_environment={"IRULES_STATE": state, "IRULES_DAEMON": url})
+    both_flags = run_cli("incidents", "list", "--state", state, "--daemon", url)
+
+    assert through_daemon.returncode == 0, through_daemon.stderr
+    assert json.loads(through_daemon.stdout) == scenario.daemon.incidents()
+    assert (both_variables.returncode, both_variables.stderr) == (
+        2,
+        "irules: pass exactly one of --state DIR, --database URL or --daemon URL (IRULES_STATE and IRULES_DAEMON were given)\n",
+    )
+    assert (both_flags.returncode, both_flags.stderr) == (
+        2,
+        "irules: pass exactly one of --state DIR, --database URL or --daemon URL (--state and --daemon were given)\n",
+    )
+    assert not Path(state).exists()
 
 
 def test_post_mortem_of_unknown_incident_through_daemon(scenario: Scenario):

@@ -147,6 +147,14 @@ def test_output_file_holds_table(state: Path, tmp_path: Path):
         ),
         (("--format", "dashboard"), "irules: --format dashboard writes an HTML file: pass --output FILE\n"),
         (
+            ("--timeframe", "100000w"),
+            "irules: invalid timeframe '100000w': a report covers at most 3660 days (about 10 years)\n",
+        ),
+        (
+            ("--until", "0001-01-01"),
+            "irules: a window of 2592000 s ending at 0001-01-01T00:00:00+00:00 would start before year 1\n",
+        ),
+        (
             ("--database", "sqlite:///x.db"),
             "irules: pass exactly one of --state DIR, --database URL or --daemon URL (--state and --database were given)\n",
         ),
@@ -165,5 +173,5 @@ def test_missing_store_is_not_created(tmp_path: Path):
     result = irules("metrics", "--state", str(folder))
 
     assert result.returncode == 2
-    assert result.stderr == f"irules: no store in {folder}: irules.db not found\n"
+    assert result.stderr == f"irules: state folder {str(folder)!r} does not exist\n"
     assert not folder.exists()

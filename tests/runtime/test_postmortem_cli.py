@@ -107,6 +107,18 @@ def test_store_is_required(tmp_path: Path) -> None:
     assert result.stderr == "irules: pass exactly one of --state DIR, --database URL or --daemon URL (none was given)\n"
 
 
+def test_folder_without_store_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    result = irules("--incident-id", "1", "--output", "-", "--state", str(empty))
+
+    assert result.returncode == 2
+    assert result.stderr == f"irules: no store in {empty}: irules.db not found\n"
+    # A mistyped folder gets no stray database.
+    assert list(empty.iterdir()) == []
+
+
 def test_missing_state_folder_is_a_usage_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
 
