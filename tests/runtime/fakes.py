@@ -530,6 +530,11 @@ def make_handler(fake: FakeSaaS) -> type[BaseHTTPRequestHandler]:
 
         def answer(self) -> None:
             body = self.read_body()
+            if body is None:
+                # The sender died or gave up in the middle of its body. A real service ignores
+                # such a request, so it is no delivery: nothing is recorded or answered.
+                self.close_connection = True
+                return
             headers = {name.lower(): value for name, value in self.headers.items()}
             answer, delay_s = fake.handle(self.command, self.path, headers, body)
             if delay_s:
@@ -545,15 +550,27 @@ def make_handler(fake: FakeSaaS) -> type[BaseHTTPRequestHandler]:
                 # The client gave up waiting, as tests of timeouts intend.
                 self.close_connection = True
 
-        def read_body(self) -> bytes:
+        def read_body(self) -> bytes | None:
+            """Return the request body, or None when the connection ended before all of it arrived."""
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 chunks = []
-                while size := int(self.rfile.readline().split(b";")[0], 16):
-                    chunks.append(self.rfile.read(size))
+                while True:
+                    line = self.rfile.readline()
+                    if not line.endswith(b"\n"):
+                        return None
+                    size = int(line.split(b";")[0], 16)
+                    if not size:
+                        break
+                    chunk = self.rfile.read(size)
+                    if len(chunk) < size:
+                        return None
+                    chunks.append(chunk)
                     self.rfile.readline()
                 self.rfile.readline()
                 return b"".join(chunks)
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            return body if len(body) == length else None
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -1169,3 +1169,23 @@ def test_endpoint_key_of_email_names_smarthost():
     settings = ir.Settings(smtp=ir.Smtp(smarthost="smtp.example.com:587"))
 
     assert endpoint_key(Outbound("email", {}, target="ops@example.com"), settings) == "email:smtp.example.com:587"
+
+
+def test_cut_off_request_is_no_delivery(fake_saas: FakeSaaS):
+    """A sender killed in the middle of its body sent nothing; the fake, as a real service, records no request."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    address = urlsplit(fake_saas.url)
+    head = (
+        f"POST {fake_saas.webhook_path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname, address.port)) as connection:
+        connection.sendall(head.encode() + b'{"incident": "INC-1"')
+    complete = httpx.post(fake_saas.url + fake_saas.webhook_path, json={"incident": "INC-2"}, timeout=5)
+    time.sleep(0.2)
+
+    assert complete.status_code < 300
+    assert [request.data for request in fake_saas.requests(fake_saas.webhook_path)] == [{"incident": "INC-2"}]
