@@ -15,7 +15,7 @@ and then, by mode:
 They measure what a faster acknowledgement point or a leaner HTTP layer could
 give at batch 1. They are measurement fixtures, not servers to run: they read
 only requests with a Content-Length body, as the load generator sends them,
-and answer 202 or 500.
+and respond with 202 or 500.
 
 Usage (from `ingest_breakdown.py`):
     python bench/ingest_floor.py PORT MODE FOLDER     # the token comes from IRULES_FLOOR_TOKEN

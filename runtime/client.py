@@ -7,7 +7,6 @@ command prints the same thing whichever it talks to.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -227,15 +226,15 @@ class RemoteBackend:
         return self._call("POST", f"/api/v1/notifications/{number}/retry")
 
     def post_mortem(self, reference: str) -> PostMortem:
-        from runtime.reports.postmortem import from_wire
+        from runtime.reports.postmortem import PostMortem
 
-        return _decoded(from_wire, self._call("GET", f"/api/v1/incidents/{reference}/post-mortem"), "post-mortem")
+        return _decoded(PostMortem, self._call("GET", f"/api/v1/incidents/{reference}/post-mortem"), "post-mortem")
 
     def metrics(self, window: Window) -> Metrics:
-        from runtime.reports.metrics import from_wire
+        from runtime.reports.metrics import Metrics
 
         params = {"start": window.start.isoformat(), "end": window.end.isoformat()}
-        return _decoded(from_wire, self._call("GET", "/api/v1/reports/metrics", params=params), "metrics report")
+        return _decoded(Metrics, self._call("GET", "/api/v1/reports/metrics", params=params), "metrics report")
 
     def decide_step(self, run: int, step: str, answer: str, actor: str, note: str | None) -> dict[str, Any]:
         body = {"answer": answer, "actor": actor, **({"note": note} if note else {})}
@@ -270,12 +269,14 @@ class RemoteBackend:
         self.client.close()
 
 
-def _decoded(decode: Callable[[Any], Report], data: Any, report_name: str) -> Report:
-    """Rebuild a report that the daemon sent, or raise BackendError when it does not have the shape this irules knows."""
+def _decoded(kind: type[Report], data: Any, report_name: str) -> Report:
+    """Rebuild a report that the daemon sent, or raise BackendError when it does not have the shape this irules reads."""
     from pydantic import ValidationError
 
+    from runtime.reports.wire import from_wire
+
     try:
-        return decode(data)
+        return from_wire(kind, data)
     except ValidationError as error:
         raise BackendError(
             f"the daemon sent a {report_name} that this irules cannot read ({error.error_count()} fields differ); "

@@ -458,7 +458,8 @@ async def incident_timeline(request: Request, daemon: Daemon) -> Response:
 @api
 async def incident_post_mortem(request: Request, daemon: Daemon) -> Response:
     """Return what a post-mortem is written from, so `irules post-mortem --daemon` renders it with its own templates."""
-    from runtime.reports.postmortem import collect, to_wire
+    from runtime.reports.postmortem import collect
+    from runtime.reports.wire import to_wire
 
     reference = request.path_params["incident"]
     post_mortem = await anyio.to_thread.run_sync(collect, daemon.store, reference)
@@ -468,7 +469,8 @@ async def incident_post_mortem(request: Request, daemon: Daemon) -> Response:
 @api
 async def metrics_report(request: Request, daemon: Daemon) -> Response:
     """Return the figures of `irules metrics` for the window from `start` (included) to `end` (excluded)."""
-    from runtime.reports.metrics import Window, collect_metrics, to_wire
+    from runtime.reports.metrics import Window, collect_metrics
+    from runtime.reports.wire import to_wire
 
     try:
         window = Window.between(_moment_parameter(request, "start"), _moment_parameter(request, "end"))

@@ -64,7 +64,7 @@ class Grant:
     """One token taken from an endpoint's bucket.
 
     `trial` is True when the message is the breaker's trial; `last_digest_at` is the
-    endpoint's last digest time as the row holds it now (None outside a storm).
+    endpoint's last digest time as the row contains it now (None outside a storm).
     """
 
     endpoint: str

@@ -20,7 +20,6 @@ percentile is always one of the measured values, and for 12 values p50 is the
 from __future__ import annotations
 
 import datetime
-import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 
 from compiler.expr import INCIDENT_STATUSES, SEVERITY_LEVELS
 from runtime.reports.timings import Timings, first_alert_starts, timings_of
@@ -560,21 +558,3 @@ def format_duration(seconds: float | None) -> str:
                     text += f" {rest // smaller_size}{smaller_unit}"
             return text
     raise AssertionError("the loop returns at the unit `s`")
-
-
-# ---------------------------------------------------------------- over the daemon's API
-
-
-@functools.cache
-def _adapter() -> TypeAdapter[Metrics]:
-    return TypeAdapter(Metrics)
-
-
-def to_wire(report: Metrics) -> dict[str, Any]:
-    """Return `report` as the daemon's API sends it: every field, with times as ISO 8601 text."""
-    return _adapter().dump_python(report, mode="json")
-
-
-def from_wire(data: Any) -> Metrics:
-    """Rebuild what `to_wire` sent; raise pydantic's ValidationError when `data` does not have its shape."""
-    return _adapter().validate_python(data)

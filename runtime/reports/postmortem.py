@@ -27,13 +27,11 @@ them, and the classifier's verdict on the severity comes from there too.
 from __future__ import annotations
 
 import datetime
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 
 from runtime.incidents import ENDED, get_row
 from runtime.reports.postmortem_render import render
@@ -41,7 +39,7 @@ from runtime.reports.timings import Timings, first_alert_starts, timings_of
 from runtime.store import Store
 from runtime.store.schema import alerts, approvals, assistant_sessions, outbox, runbook_runs, step_runs, timeline
 
-__all__ = ["PostMortem", "collect", "from_wire", "render", "to_wire"]
+__all__ = ["PostMortem", "collect", "render"]
 
 # Label values longer than this are cut in the alerts table, so one huge label cannot swamp the document.
 LABEL_VALUE_CHARS = 200
@@ -533,21 +531,3 @@ def _sessions(connection: sa.Connection, incident_id: int) -> tuple[Session, ...
         )
         for row in connection.execute(query).mappings()
     )
-
-
-# ---------------------------------------------------------------- over the daemon's API
-
-
-@functools.cache
-def _adapter() -> TypeAdapter[PostMortem]:
-    return TypeAdapter(PostMortem)
-
-
-def to_wire(report: PostMortem) -> dict[str, Any]:
-    """Return `report` as the daemon's API sends it: every field, with times as ISO 8601 text."""
-    return _adapter().dump_python(report, mode="json")
-
-
-def from_wire(data: Any) -> PostMortem:
-    """Rebuild what `to_wire` sent; raise pydantic's ValidationError when `data` does not have its shape."""
-    return _adapter().validate_python(data)

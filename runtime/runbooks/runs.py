@@ -539,7 +539,7 @@ def decide(
 def decide_in(
     connection: sa.Connection, run_id: int, step: str, answer: str, actor: str, now: datetime.datetime, note: str | None = None
 ) -> dict[str, Any]:
-    """Answer as `decide` does, in the caller's transaction, so that the answer commits with the caller's writes."""
+    """Record the answer as `decide` does, in the caller's transaction, so that it commits with the caller's writes."""
     row = (
         connection.execute(
             sa.select(approvals)

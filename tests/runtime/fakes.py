@@ -532,7 +532,7 @@ def make_handler(fake: FakeSaaS) -> type[BaseHTTPRequestHandler]:
             body = self.read_body()
             if body is None:
                 # The sender died or gave up in the middle of its body. A real service ignores
-                # such a request, so it is no delivery: nothing is recorded or answered.
+                # such a request, so it is no delivery: nothing is recorded and no response is sent.
                 self.close_connection = True
                 return
             headers = {name.lower(): value for name, value in self.headers.items()}

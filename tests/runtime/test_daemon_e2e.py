@@ -466,7 +466,7 @@ def _same_through_daemon(scenario: Scenario, *command: str) -> tuple[str, str]:
     """Run `command` on the store and through the daemon, and return both outputs from a moment the store held still.
 
     The daemon keeps working (a notification group's wait may end), so the command reads the
-    store before and after it asks the daemon, until both local reads agree.
+    store before and after it sends the request to the daemon, until both local reads agree.
     """
     for _attempt in range(5):
         before = irules(*command, "--state", str(scenario.daemon.state))
