@@ -30,7 +30,7 @@ from runtime import incidents as incident_ops
 from runtime.daemon.openapi import openapi_document
 from runtime.daemon.outage import describe, is_transient, is_unreachable
 from runtime.daemon.service import Daemon
-from runtime.daemon.writer import Overloaded
+from runtime.daemon.writer import Overloaded, Receipt
 from runtime.ingest import MAX_BODY_BYTES, receive
 from runtime.pipeline import DEAD_LETTER_BODY_LIMIT, UNTRUSTED_BODY_LIMIT, UNTRUSTED_STATUSES, Accepted, record_dead_letter
 from runtime.sources.base import ALERTS, SUBSCRIPTION_CONFIRMATION, Inbound, Rejected
@@ -93,43 +93,91 @@ async def _receive_webhook(daemon: Daemon, source: str, headers: dict[str, str],
         ClientDisconnect: the sender went away before the whole body arrived.
     """
     if not daemon.ready:
-        return 503, {"error": "the daemon is starting; retry shortly"}
+        return NOT_READY
     received_at = datetime.datetime.now(datetime.UTC)
     try:
         body = await _read_body(chunks, headers.get("content-length"))
     except Rejected as rejected:
         return await _reject(daemon, source, Inbound(b"", headers, received_at), rejected)
-    inbound = Inbound(body, headers, received_at)
-    policy = daemon.rules.current()
-    secrets = daemon.secrets()
+    return await _receive_body(daemon, source, Inbound(body, headers, received_at))
 
-    def normalise() -> Accepted:
-        return receive(source, inbound, policy.ruleset, secrets, allow_unauthenticated=daemon.config.allow_unauthenticated)
 
+NOT_READY: Answer = (503, {"error": "the daemon is starting; retry shortly"})
+
+
+def receive_webhook_now(daemon: Daemon, source: str, inbound: Inbound) -> Answer | None:
+    """Receive a whole webhook without waiting, or return None when it has to wait and `_receive_body` must take it.
+
+    Waiting is needed to check an SNS signature (a worker thread), to store a dead
+    letter, to visit an SNS subscription URL, and when the SQLite writer is busy,
+    payloads are queued, the store is PostgreSQL, or the spool is in use. Nothing is
+    stored or counted before None is returned, so the caller may start over with
+    `_receive_body`.
+    """
+    if not daemon.ready:
+        return NOT_READY
+    if source == "cloudwatch" or daemon.writer is None:
+        return None
+    try:
+        accepted = _normalise(daemon, source, inbound)
+    except Rejected:
+        return None
+    if accepted.outcome.kind == SUBSCRIPTION_CONFIRMATION:
+        return None
+    try:
+        receipt = daemon.writer.store_now(accepted)
+    except Exception as error:
+        return _not_stored(daemon, source, error)
+    if receipt is None:
+        return None
+    return _accepted(daemon, source, accepted, receipt)
+
+
+async def _receive_body(daemon: Daemon, source: str, inbound: Inbound) -> Answer:
     try:
         # Checking an SNS signature may fetch the signing certificate over HTTPS, so that
         # source runs in a worker thread. The others are pure and stay on the event loop.
-        accepted = await anyio.to_thread.run_sync(normalise) if source == "cloudwatch" else normalise()
+        if source == "cloudwatch":
+            accepted = await anyio.to_thread.run_sync(_normalise, daemon, source, inbound)
+        else:
+            accepted = _normalise(daemon, source, inbound)
     except Rejected as rejected:
         return await _reject(daemon, source, inbound, rejected)
     assert daemon.writer is not None
     try:
         receipt = await daemon.writer.store_or_spool(accepted)
-    except (Overloaded, SpoolFull) as error:
-        daemon.metrics.payloads.labels(_metric_source(daemon, source), "failed").inc()
+    except Exception as error:
+        return _not_stored(daemon, source, error)
+    outcome = accepted.outcome
+    confirm = outcome.kind == SUBSCRIPTION_CONFIRMATION and outcome.confirm_url and daemon.config.confirm_subscriptions
+    answer = _accepted(daemon, source, accepted, receipt, logged=not confirm)
+    if confirm:
+        payload_id = receipt.payload_id if receipt.spool_id is None else f"spool {receipt.spool_id}"
+        await _confirm_subscription(outcome.confirm_url, payload_id)
+    return answer
+
+
+def _normalise(daemon: Daemon, source: str, inbound: Inbound) -> Accepted:
+    policy = daemon.rules.current()
+    return receive(source, inbound, policy.ruleset, daemon.secrets(), allow_unauthenticated=daemon.config.allow_unauthenticated)
+
+
+def _not_stored(daemon: Daemon, source: str, error: Exception) -> Answer:
+    daemon.metrics.payloads.labels(_metric_source(daemon, source), "failed").inc()
+    if isinstance(error, Overloaded | SpoolFull):
         log.warning("source %s: payload rejected with 503: %s", source, error)
         return 503, {"error": f"{error}; retry later"}
-    except Exception as error:
-        daemon.metrics.payloads.labels(_metric_source(daemon, source), "failed").inc()
-        return 503, {"error": f"the payload could not be stored ({type(error).__name__}); retry later"}
+    return 503, {"error": f"the payload could not be stored ({type(error).__name__}); retry later"}
+
+
+def _accepted(daemon: Daemon, source: str, accepted: Accepted, receipt: Receipt, *, logged: bool = True) -> Answer:
+    """Count a stored payload and return its 202; log it when it carried no alerts, unless `logged` is False."""
     outcome = accepted.outcome
     metric_source = _metric_source(daemon, source)
     daemon.metrics.payloads.labels(metric_source, "accepted").inc()
     daemon.metrics.alerts.labels(metric_source).inc(len(outcome.alerts))
-    payload_id = receipt.payload_id if receipt.spool_id is None else f"spool {receipt.spool_id}"
-    if outcome.kind == SUBSCRIPTION_CONFIRMATION and outcome.confirm_url and daemon.config.confirm_subscriptions:
-        await _confirm_subscription(outcome.confirm_url, payload_id)
-    elif outcome.kind != ALERTS:
+    if outcome.kind != ALERTS and logged:
+        payload_id = receipt.payload_id if receipt.spool_id is None else f"spool {receipt.spool_id}"
         log.info("source %s: payload %s accepted as %s: %s", source, payload_id, outcome.kind, outcome.note or "no alerts")
     content: dict[str, Any] = {"payload_id": receipt.payload_id, "kind": outcome.kind, "alerts": len(outcome.alerts)}
     if receipt.spool_id is not None:

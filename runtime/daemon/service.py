@@ -607,6 +607,7 @@ class Daemon:
         import uvicorn
 
         from runtime.daemon.app import build_app
+        from runtime.daemon.http import protocol_for
 
         await self.start()
         assert self.writer is not None
@@ -620,6 +621,7 @@ class Daemon:
             log_config=None,
             access_log=False,
             lifespan="off",
+            http=protocol_for(self),
             timeout_graceful_shutdown=20,
         )
         server = uvicorn.Server(config)

@@ -107,6 +107,36 @@ class Writer:
             self._health.report_failure(error)
             return await self._to_spool(item)
 
+    def store_now(self, item: Accepted) -> Receipt | None:
+        """Store `item` on the event loop when that needs no waiting, else return None and store nothing.
+
+        It needs none when the store is SQLite, its writer is free, nothing is queued
+        or spooled, and the payload is small; `store_or_spool` takes the other cases.
+
+        Raises:
+            Overloaded: the daemon is stopping.
+            Exception: what storing raised.
+        """
+        if self._closed:
+            raise Overloaded("the daemon is stopping")
+        if self._queue or self._storing or len(item.outcome.alerts) > INLINE_ALERTS or not self.store.is_sqlite:
+            return None
+        if self._spool is not None and (self._spool.pending or self._health is None or self._health.problem is not None):
+            return None
+        try:
+            ids = accept_if_free(self.store, [item])
+        except Exception as error:
+            self._log_failure(error, 1)
+            if self._health is not None and self._spool is not None and is_unreachable(error):
+                # As in `store_or_spool`: the outage begins, and the caller's retry spools the payload.
+                self._health.report_failure(error)
+                return None
+            raise
+        if ids is None:
+            return None
+        self._committed([item])
+        return Receipt(payload_id=ids[0])
+
     async def _to_spool(self, item: Accepted) -> Receipt:
         assert self._spool is not None
         data = self._spool.encode(item)
