@@ -63,7 +63,6 @@ payloads = sa.Table(
     # Set when the payload was first written to a node's local spool while the database was
     # unreachable, so draining the spool twice stores it once.
     sa.Column("spool_id", sa.String(200), nullable=True, unique=True),
-    sa.Index("ix_payloads_received_at", "received_at"),
 )
 
 # The normalised alerts of each payload, in arrival order. The pipeline claims the
