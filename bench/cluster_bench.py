@@ -8,8 +8,8 @@ PostgreSQL, or a new SQLite folder) and runs two phases, each on a store of its 
   per second (every alert committed before its 2xx), and alerts applied to incidents per
   second from the first request until no event is pending.
 - notification: single alerts through a custom source, one connection per node, each
-  alert its own incident for one of 50 teams with a webhook on a local receiver. The
-  daemon keys webhook endpoints by host, so the teams share one endpoint, and the storm
+  alert its own incident for one of 50 teams whose webhooks post to one URL of a local
+  receiver, as teams behind one chat gateway do. One URL is one endpoint, so the storm
   is folded into digests. Reported: seconds from the first request until every
   incident was notified, messages and digests, and duplicates (an incident
   notified of the same event twice).
@@ -70,9 +70,9 @@ CONFIGURATIONS = (("SQLite", 1), ("PostgreSQL", 1), ("PostgreSQL", 2), ("Postgre
 
 
 def rules_text(receiver_port: int) -> str:
-    """Return a ruleset: 50 teams with a webhook each, one incident per alert, and a custom source without auth."""
+    """Return a ruleset: 50 teams with a webhook to one URL, one incident per alert, and a custom source without auth."""
     teams = "\n".join(
-        f'team t{number:02d} {{\n  webhook "http://127.0.0.1:{receiver_port}/t{number:02d}"\n}}' for number in range(ENDPOINTS)
+        f'team t{number:02d} {{\n  webhook "http://127.0.0.1:{receiver_port}/storm"\n}}' for number in range(ENDPOINTS)
     )
     children = "\n".join(f'  match team = "t{number:02d}" -> t{number:02d}' for number in range(1, ENDPOINTS))
     return f"""
@@ -114,8 +114,8 @@ correlate one-per-alert {{
 class Receiver:
     """A local webhook endpoint that counts messages, and the incidents they notify by incident and event.
 
-    The daemon keys webhook endpoints by host, so all 50 teams share one endpoint here,
-    and a storm on it is folded into digests: a digest counts for each incident it lists.
+    All 50 teams post to one URL, which is one endpoint, and a storm on it is folded into
+    digests: a digest counts for each incident it lists.
     """
 
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -360,7 +360,7 @@ def report(rows: list[dict[str, object]], plan: Plan, context: dict[str, str]) -
         f" store for each phase. Ingestion: {plan.ingest_requests:,} Alertmanager webhooks of 100 alerts, spread evenly over the"
         f" nodes on two connections each, notifications off. Notification: {plan.messages:,} single alerts through a custom"
         f" source, one connection per node, each its own incident for one of {ENDPOINTS} teams with a webhook on a local"
-        " receiver. The daemon keys webhook endpoints by host, so the teams share one endpoint (10 messages a second), and"
+        " receiver, all at one URL. One URL is one endpoint (10 messages a second), and"
         " the storm is folded into digests; an incident counts as notified when a message or a digest names it."
         " All processes share the machine's cores, the load generators included.",
         "",

@@ -1155,14 +1155,40 @@ def test_redact_url(url: str, redacted: str):
         (Outbound("pagerduty", {}, secrets={"key": "PAGERDUTY_KEY"}), "pagerduty:PAGERDUTY_KEY"),
         (Outbound("sms", {}, target="+15555550100", secrets=TWILIO_SECRETS), "sms:twilio"),
         (Outbound("teams", {}, secrets={"url": "TEAMS_URL"}), "teams:TEAMS_URL"),
-        (Outbound("teams", {}, url="https://example.webhook.office.com/webhookb2/TOKEN"), "teams:example.webhook.office.com"),
-        (Outbound("webhook", {}, url="https://hooks.example.com:8443/TOKEN"), "webhook:hooks.example.com"),
         (Outbound("apprise", {}, secrets={"url": "APPRISE_URL"}), "apprise:APPRISE_URL"),
         (Outbound("email", {}, target="ops@example.com"), "email"),
     ],
 )
 def test_endpoint_key(outbound: Outbound, key: str):
     assert endpoint_key(outbound) == key
+
+
+@pytest.mark.parametrize(
+    ("kind", "first", "second", "host"),
+    [
+        (
+            "teams",
+            "https://example.webhook.office.com/webhookb2/TOKEN-A",
+            "https://example.webhook.office.com/webhookb2/TOKEN-B",
+            "example.webhook.office.com",
+        ),
+        ("webhook", "https://hooks.example.com:8443/team-a", "https://hooks.example.com:8443/team-b", "hooks.example.com"),
+    ],
+)
+def test_endpoint_key_per_literal_url(kind: str, first: str, second: str, host: str):
+    keys = [endpoint_key(Outbound(kind, {}, url=url)) for url in (first, second, first)]
+
+    # Two URLs on one host are two endpoints, each limited on its own.
+    assert keys[0] != keys[1]
+    assert keys[0] == keys[2]
+    for key in keys:
+        prefix, _, digest = key.rpartition("/")
+        assert prefix == f"{kind}:{host}"
+        assert len(digest) == 12
+        assert all(character in "0123456789abcdef" for character in digest)
+        # The path may carry a token, and never appears in a key.
+        assert "TOKEN" not in key
+        assert "team-" not in key
 
 
 def test_endpoint_key_of_email_names_smarthost():

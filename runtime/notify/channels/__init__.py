@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -87,7 +88,11 @@ def endpoint_key(outbound: Outbound, settings: ir.Settings | None = None) -> str
     Messages that reach the same service account or URL share a key, such as
     `slack:#alerts`, `pagerduty:PAGERDUTY_KEY` (the secret's name),
     `sms:twilio` or `email:smtp.example.com:587` (when `settings` are given).
-    A key contains secret names and hosts, never a secret value or a URL path.
+    A URL written in the rules gets its host and a digest of the whole URL, such
+    as `teams:example.webhook.office.com/3f1c0a9b7d2e`: each such URL posts to
+    one channel or receiver, and Teams asks senders to limit the messages per
+    channel, not per host. A key contains secret names, hosts and digests, never
+    a secret value or a URL path.
     """
     kind = outbound.kind
     if kind == "slack" and outbound.target:
@@ -104,5 +109,11 @@ def endpoint_key(outbound: Outbound, settings: ir.Settings | None = None) -> str
     if "url" in outbound.secrets:
         return f"{kind}:{outbound.secrets['url']}"
     if outbound.url:
-        return f"{kind}:{url_host(outbound.url)}"
+        digest = hashlib.sha256(outbound.url.encode("utf-8")).hexdigest()[:URL_DIGEST_LENGTH]
+        return f"{kind}:{url_host(outbound.url)}/{digest}"
     return kind
+
+
+# Hex digits of a URL's SHA-256 in its endpoint key: 48 bits, enough to keep the URLs of
+# one ruleset apart, and too few to test guesses of a token in the URL's path against.
+URL_DIGEST_LENGTH = 12
