@@ -81,6 +81,8 @@ alert_events = sa.Table(
     sa.Column("processed_at", UtcDateTime, nullable=True),
     sa.Column("outcome", sa.String(40), nullable=True),
     sa.Index("ix_alert_events_pending", "processed_at", "id"),
+    # Retention deletes events by payload, and PostgreSQL checks the foreign key by it.
+    sa.Index("ix_alert_events_payload_id", "payload_id"),
 )
 
 # One row per deduplicated alert: the current state of everything with that key.

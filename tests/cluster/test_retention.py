@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from runtime.store.schema import (
     assistant_sessions,
     dead_letters,
     incidents,
+    metadata,
     notification_groups,
     outbox,
     payloads,
@@ -258,3 +260,33 @@ def test_job_runs_once_per_period(store: Store) -> None:
     assert claims == [True, False, False]
     assert claim_job(store, "retention", "node-1", 600, NOW + datetime.timedelta(seconds=599)) is False
     assert claim_job(store, "retention", "node-1", 600, NOW + datetime.timedelta(seconds=600)) is True
+
+
+def test_foreign_keys_have_an_index() -> None:
+    """Check that each column that references another table leads an index.
+
+    Retention deletes rows by these columns, and SQLite and PostgreSQL check each
+    foreign key on delete. Without the index, every deleted row scans the whole
+    referencing table: on SQLite, 68 s per batch of 500 payloads on a store of
+    300,000 payloads.
+    """
+    unindexed = []
+    for table in metadata.sorted_tables:
+        leading = {index.columns[0].name for index in table.indexes} | {table.primary_key.columns[0].name}
+        leading |= {constraint.columns[0].name for constraint in table.constraints if isinstance(constraint, sa.UniqueConstraint)}
+        unindexed += [f"{table.name}.{key.parent.name}" for key in table.foreign_keys if key.parent.name not in leading]
+
+    assert unindexed == []
+
+
+def test_event_purge_uses_the_payload_index(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'irules.db'}")
+    try:
+        statement = alert_events.delete().where(alert_events.c.payload_id.in_([1, 2, 3]))
+        compiled = statement.compile(store.engine, compile_kwargs={"literal_binds": True})
+        with store.engine.connect() as connection:
+            plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
+    finally:
+        store.close()
+
+    assert any("ix_alert_events_payload_id" in step for step in plan), plan
