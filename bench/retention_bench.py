@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from docs_section import replace_section  # noqa: E402
 
-from runtime.retention import _purge_payloads  # noqa: E402
+from runtime.retention import _Cursor, _purge_payloads  # noqa: E402
 from runtime.store import Store  # noqa: E402
 
 EVENTS_PER_PAYLOAD = 2
@@ -70,10 +70,11 @@ def time_batches(path: Path, batches: int) -> list[float]:
     """Run `batches` purge batches on the store at `path` and return the seconds of each."""
     store = Store.open(f"sqlite:///{path}")
     seconds = []
+    cursor = _Cursor()
     try:
         for _ in range(batches):
             started = time.perf_counter()
-            deleted, _more = _purge_payloads(store, BEFORE, BATCH)
+            deleted, _more = _purge_payloads(store, BEFORE, BATCH, cursor)
             seconds.append(time.perf_counter() - started)
             assert deleted.get("payloads") == BATCH, deleted
     finally:

@@ -374,6 +374,10 @@ def list_incidents(
         query = query.where(incidents.c.severity.in_(list(severity)))
     if team:
         query = query.where(incidents.c.team == team)
+    if service:
+        # `services` is a JSON list of names, so a name in quotes matches one element. It is
+        # filtered before LIMIT, and checked again exactly below.
+        query = query.where(sa.cast(incidents.c.services, sa.Text).contains(f'"{service}"', autoescape=True))
     with store.read() as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
     if service:

@@ -20,6 +20,7 @@ never holds a long lock, and a crash between batches leaves consistent data.
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,8 @@ def purge(store: Store, settings: RetentionSettings, now: datetime.datetime, pol
     deleted: Deleted = {}
     _add(deleted, _repeat(lambda: _purge_incidents(store, now - _seconds(settings.incidents_s), settings.batch)))
     _add(deleted, _repeat(lambda: _purge_dead_letters(store, now - _seconds(settings.dead_letters_s), settings.batch)))
-    _add(deleted, _repeat(lambda: _purge_payloads(store, now - _seconds(settings.payloads_s), settings.batch)))
+    cursor = _Cursor()
+    _add(deleted, _repeat(lambda: _purge_payloads(store, now - _seconds(settings.payloads_s), settings.batch, cursor)))
     _add(deleted, _purge_dedup_state(store, now, policy, settings.batch))
     if any(deleted.values()):
         log.info(
@@ -165,25 +167,46 @@ def _purge_dead_letters(store: Store, before: datetime.datetime, limit: int) -> 
     return {"dead_letters": len(ids)}, len(ids) == limit
 
 
-def _purge_payloads(store: Store, before: datetime.datetime, limit: int) -> tuple[Deleted, bool]:
-    """Delete one batch of old payloads whose events are all applied, with those events."""
-    pending = sa.select(alert_events.c.id).where(
-        alert_events.c.payload_id == payloads.c.id, alert_events.c.processed_at.is_(None)
-    )
+@dataclass(slots=True)
+class _Cursor:
+    """The highest id that one retention pass has looked at."""
+
+    after: int = 0
+
+
+def _purge_payloads(store: Store, before: datetime.datetime, limit: int, cursor: _Cursor) -> tuple[Deleted, bool]:
+    """Delete one batch of old payloads whose events are all applied, with those events.
+
+    Payloads are read in id order from `cursor`, and the pass ends at the first one
+    received at or after `before`. So a batch reads at most `limit` rows, where a
+    filter on the receive time read the whole table once there was nothing left to
+    delete. A payload stored late with an older receive time (from a node's spool)
+    goes once the payloads before it have gone.
+    """
     with store.write() as connection:
-        ids = list(
+        rows = connection.execute(
+            sa.select(payloads.c.id, payloads.c.received_at)
+            .where(payloads.c.id > cursor.after)
+            .order_by(payloads.c.id)
+            .limit(limit)
+        ).all()
+        old = [row.id for row in itertools.takewhile(lambda row: row.received_at < before, rows)]
+        if not old:
+            return {}, False
+        cursor.after = old[-1]
+        pending = set(
             connection.execute(
-                sa.select(payloads.c.id)
-                .where(payloads.c.received_at < before, ~sa.exists(pending))
-                .order_by(payloads.c.id)
-                .limit(limit)
+                sa.select(alert_events.c.payload_id)
+                .where(alert_events.c.payload_id.in_(old), alert_events.c.processed_at.is_(None))
+                .distinct()
             ).scalars()
         )
-        if not ids:
-            return {}, False
-        events = connection.execute(alert_events.delete().where(alert_events.c.payload_id.in_(ids))).rowcount
-        connection.execute(payloads.delete().where(payloads.c.id.in_(ids)))
-    return {"alert_events": events, "payloads": len(ids)}, len(ids) == limit
+        ids = [number for number in old if number not in pending]
+        events = connection.execute(alert_events.delete().where(alert_events.c.payload_id.in_(ids))).rowcount if ids else 0
+        if ids:
+            connection.execute(payloads.delete().where(payloads.c.id.in_(ids)))
+    counts = {"alert_events": events, "payloads": len(ids)} if ids else {}
+    return counts, len(old) == limit
 
 
 # ---------------------------------------------------------------- dedup state

@@ -108,7 +108,8 @@ alerts = sa.Table(
     sa.Column("transitions", sa.JSON, nullable=False),
     sa.Column("flapping", sa.Boolean, nullable=False),
     sa.Index("ix_alerts_incident_id", "incident_id"),
-    sa.Index("ix_alerts_status", "status"),
+    # Retention walks resolved alerts without an incident in key order.
+    sa.Index("ix_alerts_status_incident_id_key", "status", "incident_id", "key"),
 )
 
 incidents = sa.Table(
@@ -254,6 +255,8 @@ outbox = sa.Table(
     sa.Column("reference", sa.JSON, nullable=False),
     sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     sa.Index("ix_outbox_incident_id", "incident_id"),
+    # `irules notifications list --status S` reads the newest rows of one status.
+    sa.Index("ix_outbox_status_id", "status", "id"),
 )
 
 # The first message of an incident in a chat channel, so later ones go into its thread.

@@ -255,6 +255,22 @@ def test_retention_deletes_exactly_the_old_rows(store: Store) -> None:
     assert purge(store, SETTINGS, NOW) == {"alerts": 0, "dead_letters": 0}
 
 
+def test_payload_pass_stops_at_recent_payload(store: Store) -> None:
+    with store.write() as connection:
+        add_payload(connection, NOW - 2 * DAY, processed=True)
+        add_payload(connection, NOW - datetime.timedelta(hours=1), processed=True)
+        # Stored after the recent one with an older receive time, as a node's spool drains.
+        late = add_payload(connection, NOW - 3 * DAY, processed=True)
+
+    assert purge(store, SETTINGS, NOW)["payloads"] == 1
+    with store.read() as connection:
+        assert late in set(connection.execute(sa.select(payloads.c.id)).scalars())
+
+    # Once the payload before it is old too, the late one goes with it.
+    assert purge(store, SETTINGS, NOW + 2 * DAY)["payloads"] == 2
+    assert counts(store)["payloads"] == 0
+
+
 def test_job_runs_once_per_period(store: Store) -> None:
     claims = [claim_job(store, "retention", f"node-{index}", 600, NOW) for index in range(3)]
     assert claims == [True, False, False]

@@ -452,6 +452,24 @@ def test_numbers_restart_each_year(store: Store) -> None:
     assert keys == ["INC-2026-0001", "INC-2026-0002", "INC-2027-0001"]
 
 
+def test_service_filter_applies_before_the_limit(store: Store) -> None:
+    def open_with(services: list[str]) -> str:
+        return incident_ops.create(
+            store, "INC-{year}-{number:04d}", T0, title="t", severity=None, services=services, team=None, actor="x"
+        )["key"]
+
+    # The oldest two name the service; five newer ones fill the limit without it, and
+    # one names a service whose name contains it.
+    wanted = [open_with(["billing_api", "database"]), open_with(["billing_api"])]
+    for _ in range(5):
+        open_with(["checkout"])
+    open_with(["billing_api2"])
+
+    found = incident_ops.list_incidents(store, service="billing_api", limit=3)
+
+    assert [incident["id"] for incident in found] == list(reversed(wanted))
+
+
 def test_store_schema_matches_migrations(store: Store) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -461,7 +479,7 @@ def test_store_schema_matches_migrations(store: Store) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
-    assert store.schema_revision() == "0008"
+    assert store.schema_revision() == "0009"
 
 
 def _grouping(store: Store) -> list[tuple[str, str, list[str]]]:
