@@ -101,6 +101,10 @@ class HookProtocol(HttpToolsProtocol):
         if not isinstance(request, _HookRequest):
             super().on_message_complete()
             return
+        if self.transport.is_closing():
+            # Pipelined behind a response that closed the connection: the sender gets no
+            # response for it, so it must not be stored either.
+            return
         received_at = datetime.datetime.now(datetime.UTC)
         body = request.body[0] if len(request.body) == 1 else b"".join(request.body)
         inbound = Inbound(body, request.headers, received_at)

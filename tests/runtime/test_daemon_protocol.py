@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,6 +69,12 @@ def asgi_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(app_module, "_serve_webhook", recording)
     return calls
+
+
+def stored_payloads(config: DaemonConfig) -> int:
+    path = config.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT count(*) FROM payloads").fetchone()[0]
 
 
 def free_port() -> int:
@@ -229,6 +236,22 @@ def test_http10_and_close_end_connection(config: DaemonConfig, asgi_calls: list[
 
     assert seen == [(202, "close", True), (202, "close", True)]
     assert asgi_calls == []
+
+
+def test_requests_after_close_are_not_stored(config: DaemonConfig, asgi_calls: list[str]) -> None:
+    seen: list[tuple[int, str | None, bool]] = []
+
+    async def check(port: int, daemon: Daemon) -> None:
+        connection = await connect(port)
+        # HTTP/1.0 closes after the first response, whatever the sender asks for.
+        await connection.send(webhook(version="1.0", extra="connection: keep-alive\r\n") * 3)
+        status, headers, _body = await connection.response()
+        seen.append((status, headers.get("connection"), await connection.closed()))
+
+    run(config, check)
+
+    assert seen == [(202, "close", True)]
+    assert stored_payloads(config) == 1
 
 
 def test_expect_continue_goes_to_uvicorn(config: DaemonConfig, asgi_calls: list[str]) -> None:
