@@ -120,7 +120,17 @@ CODES = {
         "or `resolved when` belongs to a custom source with a name of its own, and\n"
         "`auth none` cannot be combined with another `auth`.",
     ),
+    "IR0716": Code(
+        "invalid path for a custom source",
+        "A custom source receives at `/hooks/NAME`, or at the `path` it sets. That path\n"
+        "starts with `/` and lies outside the prefixes the daemon keeps for itself:\n"
+        "`/hooks/`, where the rest of the path names the source, and `/api/`, `/slack/`\n"
+        "and `/ui/`, where its own endpoints are and new ones may come.",
+    ),
 }
+
+# Path prefixes that the daemon keeps for its own endpoints and for `/hooks/<source>`.
+_DAEMON_PREFIXES = ("/hooks/", "/api/", "/slack/", "/ui/")
 
 
 def _props(items: list[object], key: str) -> Iterator[ast.Property]:
@@ -196,6 +206,8 @@ def _check_source_settings(context: Context, decl: ast.Source) -> None:
                 label="only SNS subscriptions can be confirmed",
                 help="move it into `source cloudwatch { ... }`",
             )
+        elif prop.key == "path" and not builtin:
+            _check_source_path(context, name, prop)
         elif builtin and prop.key in ("path", "resolved when"):
             context.sink.error(
                 "IR0715",
@@ -211,6 +223,35 @@ def _check_source_settings(context: Context, decl: ast.Source) -> None:
             decl.mappings[0].span,
             label=f"`{name}` payloads are read by irules itself",
             help="give a custom source a name of its own, such as `source my-sender { ... }`",
+        )
+
+
+def _check_source_path(context: Context, name: str, prop: ast.Property) -> None:
+    argument = prop.args[0] if prop.args else None
+    if not isinstance(argument, ast.Str):
+        return
+    path = argument.value
+    if not path.startswith("/"):
+        context.sink.error(
+            "IR0716",
+            f"path `{path}` of source `{name}` does not start with `/`",
+            argument.span,
+            label="senders post to a path on the daemon",
+            help=f'write it from the root, such as "/{path}"',
+        )
+    elif path != f"/hooks/{name}" and (path + "/").startswith(_DAEMON_PREFIXES):
+        prefix = next(prefix for prefix in _DAEMON_PREFIXES if (path + "/").startswith(prefix))
+        label = (
+            "requests here go to the source named by the last part of the path"
+            if prefix == "/hooks/"
+            else "the daemon keeps this prefix for its own endpoints"
+        )
+        context.sink.error(
+            "IR0716",
+            f"path `{path}` of source `{name}` is under `{prefix}`, which the daemon serves itself",
+            argument.span,
+            label=label,
+            help=f"leave `path` out to receive at /hooks/{name}, or choose a path such as /webhooks/{name}",
         )
 
 
