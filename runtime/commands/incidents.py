@@ -466,6 +466,8 @@ def dead_letters_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """List dead letters, newest first."""
+    from runtime.pipeline import UNTRUSTED_STATUSES
+
     backend = _backend(state, database, daemon, context=ctx)
     rows = _run(backend, backend.dead_letters, source)
     if output is OutputFormat.JSON:
@@ -474,7 +476,13 @@ def dead_letters_command(
     if rows:
         print(f"{'ID':>6}  {'RECEIVED':<19}  {'SOURCE':<14} STATUS  {'REPLAY':<28} REASON")
     for row in rows:
-        replayed = f"replayed {row['replayed_at'][:19]}" if row["replayed_at"] else "pending"
+        if row["replayed_at"]:
+            replayed = f"replayed {row['replayed_at'][:19]}"
+        elif row["status"] in UNTRUSTED_STATUSES:
+            # Rejected before the sender was authenticated, so `irules replay` skips it.
+            replayed = "never (not authenticated)"
+        else:
+            replayed = "pending"
         print(
             f"{row['id']:>6}  {row['received_at'][:19]}  {row['source']:<14} {row['status']:<6}  {replayed:<28} {row['reason']}"
         )
