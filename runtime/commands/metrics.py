@@ -204,6 +204,11 @@ def _noise_lines(metrics: Metrics) -> list[str]:
         )
     lines += [
         f"  alert events received: {noise.events_received}" + (f" ({outcomes})" if outcomes else ""),
+        *(
+            [f"  (counted from {noise.events_since:%Y-%m-%d %H:%M} UTC, the oldest event the store keeps; see --retain-payloads)"]
+            if noise.events_since
+            else []
+        ),
         f"  distinct alerts: {noise.distinct_alerts}; deduplicated events: {noise.deduplicated}",
         f"  inhibited: not available. {noise.inhibited_note}",
     ]

@@ -207,6 +207,9 @@ class Noise:
     events_by_outcome: dict[str, int]
     inhibited: int | None = None
     inhibited_note: str = INHIBITED_NOT_AVAILABLE
+    # The oldest event the store still keeps, when payload retention deleted the window's
+    # earlier events: the counts start there. None when they cover the whole window.
+    events_since: datetime.datetime | None = None
 
     @property
     def distinct_alerts(self) -> int:
@@ -221,7 +224,11 @@ class Noise:
     def to_json(self) -> dict[str, Any]:
         return {
             "alerts_per_incident": self.alerts_per_incident.to_json(),
-            "alert_events": {"received": self.events_received, "by_outcome": self.events_by_outcome},
+            "alert_events": {
+                "received": self.events_received,
+                "by_outcome": self.events_by_outcome,
+                "since": _iso(self.events_since) if self.events_since else None,
+            },
             "distinct_alerts": self.distinct_alerts,
             "deduplicated": self.deduplicated,
             "inhibited": self.inhibited,
@@ -373,7 +380,7 @@ def collect_metrics(connection: sa.Connection, window: Window) -> Metrics:
     """
     found = _incidents_in(connection, window)
     _add_history(connection, window, found)
-    outcomes = _event_outcomes(connection, window)
+    outcomes, events_since = _event_outcomes(connection, window)
     return Metrics(
         window=window,
         counts=_counts(found, window),
@@ -383,6 +390,7 @@ def collect_metrics(connection: sa.Connection, window: Window) -> Metrics:
             alerts_per_incident=distribution(len(incident.alert_keys) for incident in found),
             events_received=sum(outcomes.values()),
             events_by_outcome=outcomes,
+            events_since=events_since,
         ),
         remediation=_remediation(connection, window),
         escalations=Escalations(dict(sorted(Counter(incident.escalation_level for incident in found).items()))),
@@ -484,15 +492,24 @@ def _breakdown(found: list[_Incident], duration_of) -> Breakdown:
     )
 
 
-def _event_outcomes(connection: sa.Connection, window: Window) -> dict[str, int]:
-    """Count the alert events received in the window by the pipeline's outcome, with `pending` for those not yet applied."""
-    query = (
-        sa.select(alert_events.c.outcome, sa.func.count())
-        .where(alert_events.c.received_at >= window.start, alert_events.c.received_at < window.end)
-        .group_by(alert_events.c.outcome)
-    )
-    counts = Counter({outcome or "pending": count for outcome, count in connection.execute(query)})
-    return _by_count(counts)
+def _event_outcomes(connection: sa.Connection, window: Window) -> tuple[dict[str, int], datetime.datetime | None]:
+    """Count the alert events received in the window by the pipeline's outcome, with `pending` for those not yet applied.
+
+    Also return when the counted events start, if payload retention deleted the
+    window's earlier ones, else None. One pass over the events gives both.
+    """
+    in_window = sa.and_(alert_events.c.received_at >= window.start, alert_events.c.received_at < window.end)
+    query = sa.select(
+        alert_events.c.outcome, sa.func.sum(sa.case((in_window, 1), else_=0)), sa.func.min(alert_events.c.received_at)
+    ).group_by(alert_events.c.outcome)
+    counts: Counter[str] = Counter()
+    oldest: datetime.datetime | None = None
+    for outcome, count, first in connection.execute(query):
+        if count:
+            counts[outcome or "pending"] += count
+        oldest = first if oldest is None else min(oldest, first)
+    since = None if oldest is None or oldest <= window.start else min(oldest, window.end)
+    return _by_count(counts), since
 
 
 def _remediation(connection: sa.Connection, window: Window) -> Remediation:

@@ -294,6 +294,20 @@ def test_noise_alerts_per_incident_and_events(history: Store):
     assert noise.distinct_alerts == 15
     assert noise.deduplicated == 20
     assert noise.inhibited is None
+    # An event from before the window is still stored, so the counts cover all of it.
+    assert noise.events_since is None
+
+
+def test_noise_says_from_when_events_count(history: Store):
+    # Retention deleted the event from before the window; the oldest left is from its third day.
+    with history.write() as connection:
+        connection.execute(alert_events.delete().where(alert_events.c.received_at < _feb(1)))
+
+    noise = _collect(history).noise
+
+    assert noise.events_since == _feb(1)
+    assert noise.to_json()["alert_events"]["since"] == "2026-02-01T10:00:00Z"
+    assert noise.events_received == 48
 
 
 def test_remediation_success_rate_counts_automatic_runs(history: Store):
