@@ -84,6 +84,8 @@ def test_crash_at_point(point: str, backend: str, scenario_factory) -> None:
     finally:
         first.kill()
     assert status == KILLED, first.log_text()
+    # A notification whose body reached the receiver just before the kill counts as received.
+    scenario.receiver.wait_idle()
     at_kill = scenario.snapshot()
     scenario.expire_leases()
 

@@ -140,6 +140,9 @@ class FakeSaaS:
         self._pagerduty_sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._counter = itertools.count(1)
         self._closing = threading.Event()
+        # Connections whose handler thread still runs; `wait_idle` waits for none.
+        self._open_connections = 0
+        self._idle = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -237,6 +240,25 @@ class FakeSaaS:
         assert scripted.times >= 1, "a script must apply to at least one request"
         with self._lock:
             self._scripts[path].append(scripted)
+
+    def connection_opened(self) -> None:
+        with self._lock:
+            self._open_connections += 1
+
+    def connection_closed(self) -> None:
+        with self._lock:
+            self._open_connections -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Wait until every connection has ended, so each request that arrived whole is recorded.
+
+        After a sender is killed, a request whose body had arrived may still be on its
+        way through a handler thread; reading the records before it is done would miss it.
+        """
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._open_connections == 0, timeout=timeout_s):
+                raise TimeoutError(f"{self._open_connections} connections still open after {timeout_s} s")
 
     def requests(self, path: str | None = None) -> list[Request]:
         """Return the requests received so far, to `path` only when given, oldest first."""
@@ -521,6 +543,16 @@ def make_handler(fake: FakeSaaS) -> type[BaseHTTPRequestHandler]:
         # Headers and body go out in two writes; with Nagle's algorithm the second
         # waits for the client's delayed ACK, about 40 ms on Linux.
         disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            fake.connection_opened()
+            super().setup()
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                fake.connection_closed()
 
         def do_POST(self) -> None:
             self.answer()
