@@ -31,6 +31,9 @@ SEND_POLL_S = 0.02
 
 STATUSES = ("detected", "triaged", "investigating", "mitigating", "resolved", "closed")
 ENDED = ("resolved", "closed")
+# The statuses of an open incident. Queries list them rather than exclude `ENDED`, because
+# SQLite and PostgreSQL serve an IN list from the status index and `NOT IN` from a scan.
+OPEN_STATUSES = tuple(status for status in STATUSES if status not in ENDED)
 
 # Allowed status changes. `resolved -> detected | investigating` is a reopen; a closed
 # incident stays closed.
@@ -369,7 +372,7 @@ def list_incidents(
     if status:
         query = query.where(incidents.c.status.in_(list(status)))
     if open_only:
-        query = query.where(incidents.c.status.not_in(ENDED))
+        query = query.where(incidents.c.status.in_(OPEN_STATUSES))
     if severity:
         query = query.where(incidents.c.severity.in_(list(severity)))
     if team:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from runtime.alerts import FIRING
-from runtime.incidents import ENDED, STATUSES, open_incident
+from runtime.incidents import ENDED, OPEN_STATUSES, open_incident
 from runtime.notify.planner import Touch
 from runtime.store import Store
 from runtime.store.schema import UtcDateTime, alerts, incidents, timeline
@@ -35,7 +35,7 @@ _ALERT_COLUMNS = [column.name for column in alerts.columns]
 _INCIDENT_COLUMNS = [column.name for column in incidents.columns if column.name != "id"]
 
 # Listed, not "not ended": an IN list uses the status index, where `!=` read every ended incident of a key.
-_OPEN = incidents.c.status.in_([status for status in STATUSES if status not in ENDED])
+_OPEN = incidents.c.status.in_(OPEN_STATUSES)
 _OPEN_BY_CORRELATION = sa.select(incidents.c.id).where(incidents.c.correlation == sa.bindparam("correlation"), _OPEN)
 _OPEN_BY_RULE = sa.select(incidents.c.id).where(incidents.c.correlation_rule == sa.bindparam("rule"), _OPEN)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runtime.incidents import ENDED, _alert_json, _iso, _timeline_json, get_row, to_json
+from runtime.incidents import ENDED, OPEN_STATUSES, _alert_json, _iso, _timeline_json, get_row, to_json
 from runtime.runbooks.runs import _approval_json, _run_json
 from runtime.store import Store
 from runtime.store.schema import alerts, approvals, incidents, runbook_runs, step_runs, timeline
@@ -113,7 +113,7 @@ def _filtered(filters: Filters) -> sa.Select:
     if filters.status:
         query = query.where(incidents.c.status.in_(list(filters.status)))
     if filters.open_only:
-        query = query.where(incidents.c.status.not_in(ENDED))
+        query = query.where(incidents.c.status.in_(OPEN_STATUSES))
     if filters.severity:
         query = query.where(incidents.c.severity.in_(list(filters.severity)))
     if filters.team:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from compiler import ir
 from runtime.alerts import Alert
-from runtime.incidents import ENDED, get_row, to_json
+from runtime.incidents import OPEN_STATUSES, get_row, to_json
 from runtime.policy import Policy, alert_values
 from runtime.store.schema import alerts, incidents, timeline
 from runtime.triage.assist.knowledge import Hit
@@ -253,7 +253,7 @@ def _related_incidents(connection: sa.Connection, policy: Policy, row: dict[str,
         return []
     query = (
         sa.select(incidents)
-        .where(incidents.c.status.not_in(ENDED), incidents.c.id != row["id"])
+        .where(incidents.c.status.in_(OPEN_STATUSES), incidents.c.id != row["id"])
         .order_by(incidents.c.id.desc())
         .limit(200)
     )
