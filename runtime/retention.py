@@ -202,11 +202,11 @@ def _purge_payloads(store: Store, before: datetime.datetime, limit: int, cursor:
             ).scalars()
         )
         ids = [number for number in old if number not in pending]
-        events = connection.execute(alert_events.delete().where(alert_events.c.payload_id.in_(ids))).rowcount if ids else 0
-        if ids:
-            connection.execute(payloads.delete().where(payloads.c.id.in_(ids)))
-    counts = {"alert_events": events, "payloads": len(ids)} if ids else {}
-    return counts, len(old) == limit
+        if not ids:
+            return {}, len(old) == limit
+        events = connection.execute(alert_events.delete().where(alert_events.c.payload_id.in_(ids))).rowcount
+        connection.execute(payloads.delete().where(payloads.c.id.in_(ids)))
+    return {"alert_events": events, "payloads": len(ids)}, len(old) == limit
 
 
 # ---------------------------------------------------------------- dedup state

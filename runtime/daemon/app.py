@@ -103,6 +103,7 @@ async def _receive_webhook(daemon: Daemon, source: str, headers: dict[str, str],
 
 
 NOT_READY: Answer = (503, {"error": "the daemon is starting; retry shortly"})
+INTERNAL_ERROR: Answer = (500, {"error": "internal error while receiving the webhook; the daemon log has the details"})
 
 
 def receive_webhook_now(daemon: Daemon, source: str, inbound: Inbound) -> Answer | None:
@@ -291,7 +292,7 @@ async def _serve_webhook(daemon: Daemon, source: str, scope: Scope, receive: Rec
         return
     except Exception:
         log.exception("source %s: receiving a webhook failed", source)
-        status, content = 500, {"error": "internal error while receiving the webhook; the daemon log has the details"}
+        status, content = INTERNAL_ERROR
     body = orjson.dumps(content)
     await send(
         {"type": "http.response.start", "status": status, "headers": [_JSON_HEADER, (b"content-length", b"%d" % len(body))]}

@@ -1,7 +1,7 @@
 """uvicorn's httptools protocol, with webhooks handled in the protocol itself.
 
 Through ASGI, uvicorn builds a scope, a request cycle, a task and a message per
-response part before the daemon sees a webhook. Skipping them raised the
+response part before the daemon's code runs for a webhook. Skipping them raised the
 one-alert rate of `bench/ingest_bench.py` from about 2,200 to 2,800 requests per
 second on the benchmark machine. `HookProtocol` takes a request whose headers
 show a plain `POST` or `PUT /hooks/<source>` with a `Content-Length` body, and
@@ -27,14 +27,12 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from runtime.daemon.app import HOOK_METHODS, Answer, _hook_source, _receive_body, receive_webhook_now
+from runtime.daemon.app import HOOK_METHODS, INTERNAL_ERROR, Answer, _hook_source, _receive_body, receive_webhook_now
 from runtime.daemon.service import Daemon
 from runtime.ingest import MAX_BODY_BYTES
 from runtime.sources.base import Inbound
 
 log = logging.getLogger("irules.http")
-
-_FAILED: Answer = (500, {"error": "internal error while receiving the webhook; the daemon log has the details"})
 
 
 class _HookRequest:
@@ -112,7 +110,7 @@ class HookProtocol(HttpToolsProtocol):
             answer = receive_webhook_now(self.daemon, request.source, inbound)
         except Exception:
             log.exception("source %s: receiving a webhook failed", request.source)
-            answer = _FAILED
+            answer = INTERNAL_ERROR
         if answer is not None:
             self._respond(request, answer)
             return
@@ -127,7 +125,7 @@ class HookProtocol(HttpToolsProtocol):
             answer = await _receive_body(self.daemon, request.source, inbound)
         except Exception:
             log.exception("source %s: receiving a webhook failed", request.source)
-            answer = _FAILED
+            answer = INTERNAL_ERROR
         if request.disconnected:
             # The payload may be stored: a sender that went away learns it by sending again,
             # which deduplication absorbs.

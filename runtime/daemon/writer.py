@@ -110,8 +110,8 @@ class Writer:
     def store_now(self, item: Accepted) -> Receipt | None:
         """Store `item` on the event loop when that needs no waiting, else return None and store nothing.
 
-        It needs none when the store is SQLite, its writer is free, nothing is queued
-        or spooled, and the payload is small; `store_or_spool` takes the other cases.
+        No waiting is needed when nothing is spooled and `_store_inline` finds the SQLite
+        writer free. `store_or_spool` takes the other cases.
 
         Raises:
             Overloaded: the daemon is stopping.
@@ -119,23 +119,36 @@ class Writer:
         """
         if self._closed:
             raise Overloaded("the daemon is stopping")
-        if self._queue or self._storing or len(item.outcome.alerts) > INLINE_ALERTS or not self.store.is_sqlite:
-            return None
         if self._spool is not None and (self._spool.pending or self._health is None or self._health.problem is not None):
             return None
         try:
-            ids = accept_if_free(self.store, [item])
+            payload_id = self._store_inline(item)
         except Exception as error:
-            self._log_failure(error, 1)
             if self._health is not None and self._spool is not None and is_unreachable(error):
                 # As in `store_or_spool`: the outage begins, and the caller's retry spools the payload.
                 self._health.report_failure(error)
                 return None
             raise
+        return None if payload_id is None else Receipt(payload_id=payload_id)
+
+    def _store_inline(self, item: Accepted) -> int | None:
+        """Commit `item` on the event loop and return its payload id, or None when it has to go through the queue.
+
+        It goes through the queue when payloads are queued or being stored, which it must
+        not overtake, when it is large, when the store is PostgreSQL, or when the SQLite
+        writer is busy.
+        """
+        if self._queue or self._storing or len(item.outcome.alerts) > INLINE_ALERTS:
+            return None
+        try:
+            ids = accept_if_free(self.store, [item])
+        except Exception as error:
+            self._log_failure(error, 1)
+            raise
         if ids is None:
             return None
         self._committed([item])
-        return Receipt(payload_id=ids[0])
+        return ids[0]
 
     async def _to_spool(self, item: Accepted) -> Receipt:
         assert self._spool is not None
@@ -156,15 +169,9 @@ class Writer:
             raise Overloaded("the daemon is stopping")
         if len(self._queue) >= QUEUE_LIMIT:
             raise Overloaded("too many payloads waiting to be stored")
-        if not self._queue and not self._storing and len(item.outcome.alerts) <= INLINE_ALERTS:
-            try:
-                ids = accept_if_free(self.store, [item])
-            except Exception as error:
-                self._log_failure(error, 1)
-                raise
-            if ids is not None:
-                self._committed([item])
-                return ids[0]
+        payload_id = self._store_inline(item)
+        if payload_id is not None:
+            return payload_id
         pending = _Pending(item)
         self._queue.append(pending)
         self._wakeup.set()

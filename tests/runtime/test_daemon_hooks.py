@@ -41,6 +41,11 @@ Check = Callable[[httpx.AsyncClient, Daemon], Awaitable[None]]
 
 @pytest.fixture
 def config(tmp_path: Path) -> DaemonConfig:
+    return daemon_config(tmp_path)
+
+
+def daemon_config(tmp_path: Path) -> DaemonConfig:
+    """Write the rules and the token's secret under `tmp_path`, and return a config for an in-process daemon on SQLite."""
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "rules.irules").write_text(RULES, encoding="utf-8")
     (tmp_path / "secrets").mkdir()

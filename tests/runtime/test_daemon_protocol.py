@@ -22,39 +22,14 @@ from runtime.daemon import app as app_module
 from runtime.daemon.app import build_app
 from runtime.daemon.http import protocol_for
 from runtime.daemon.service import Daemon, DaemonConfig
+from tests.runtime.test_daemon_hooks import TOKEN, daemon_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TOKEN = "protocol-token-for-tests"
-RULES = """
-source alertmanager {
-  auth bearer secret("IRULES_TEST_PROTOCOL_TOKEN")
-}
-
-receiver ops {
-  webhook "http://127.0.0.1:9/ops"
-}
-
-route {
-  receiver ops
-}
-"""
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> DaemonConfig:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.irules").write_text(RULES, encoding="utf-8")
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "IRULES_TEST_PROTOCOL_TOKEN").write_text(TOKEN, encoding="utf-8")
-    return DaemonConfig(
-        rules=tmp_path / "rules",
-        environment=None,
-        database_url=f"sqlite:///{tmp_path / 'irules.db'}",
-        secrets_dir=tmp_path / "secrets",
-        watch=False,
-        notify=False,
-        runbooks=False,
-    )
+    return daemon_config(tmp_path)
 
 
 @pytest.fixture
@@ -243,7 +218,7 @@ def test_requests_after_close_are_not_stored(config: DaemonConfig, asgi_calls: l
 
     async def check(port: int, daemon: Daemon) -> None:
         connection = await connect(port)
-        # HTTP/1.0 closes after the first response, whatever the sender asks for.
+        # An HTTP/1.0 connection closes after the first response, even with `connection: keep-alive`.
         await connection.send(webhook(version="1.0", extra="connection: keep-alive\r\n") * 3)
         status, headers, _body = await connection.response()
         seen.append((status, headers.get("connection"), await connection.closed()))
