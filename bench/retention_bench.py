@@ -110,9 +110,10 @@ def main() -> None:
         "## Retention: purging old payloads",
         "",
         f"`bench/retention_bench.py` builds a SQLite store of {arguments.payloads:,} payloads ({size_mb:,.0f} MB) with"
-        f" {EVENTS_PER_PAYLOAD} applied events each, a tenth of them past the retention period, and times"
-        f" {arguments.batches} purge batches of {BATCH} payloads on it and on a copy without `ix_alert_events_payload_id`"
-        " (the schema before migration 0008). A batch holds SQLite's write lock, and webhooks wait for it.",
+        f" {EVENTS_PER_PAYLOAD} applied events each, a tenth of them past the retention period. It times"
+        f" {arguments.batches} purge batches of {BATCH} payloads on that store and on a copy without"
+        " `ix_alert_events_payload_id`, the schema before migration 0008. A batch holds SQLite's write lock, and"
+        " webhooks wait for it.",
         "",
         "| store | median per batch (ms) | max (ms) | payloads purged per s |",
         "| --- | ---: | ---: | ---: |",

@@ -253,8 +253,8 @@ class FakeSaaS:
     def wait_idle(self, timeout_s: float = 10.0) -> None:
         """Wait until every connection has ended, so each request that arrived whole is recorded.
 
-        After a sender is killed, a request whose body had arrived may still be on its
-        way through a handler thread; reading the records before it is done would miss it.
+        After a sender is killed, a request whose body had arrived may still be in a handler
+        thread. Records read before that thread is done would miss it.
         """
         with self._idle:
             if not self._idle.wait_for(lambda: self._open_connections == 0, timeout=timeout_s):

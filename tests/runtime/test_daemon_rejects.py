@@ -334,7 +334,7 @@ def test_replay_skips_failed_authentication(daemon: DaemonProcess):
     assert "never replayed" in outcome["detail"]
     assert stored_rows(daemon) == rows_before
     assert next(row for row in daemon.dead_letters() if row["id"] == number)["replayed_at"] is None
-    # The list says so too, rather than "pending".
+    # The list shows it as never replayed too, not as "pending".
     listed = irules("dead-letters", "list", "--daemon", daemon.url).stdout.splitlines()
     (line,) = [line for line in listed if line.split()[0] == str(number)]
     assert "never (not authenticated)" in line

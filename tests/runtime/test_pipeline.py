@@ -460,14 +460,14 @@ def test_service_filter_applies_before_the_limit(store: Store) -> None:
 
     # The oldest two name the service; five newer ones fill the limit without it, and
     # one names a service whose name contains it.
-    wanted = [open_with(["billing_api", "database"]), open_with(["billing_api"])]
+    matching = [open_with(["billing_api", "database"]), open_with(["billing_api"])]
     for _ in range(5):
         open_with(["checkout"])
     open_with(["billing_api2"])
 
     found = incident_ops.list_incidents(store, service="billing_api", limit=3)
 
-    assert [incident["id"] for incident in found] == list(reversed(wanted))
+    assert [incident["id"] for incident in found] == list(reversed(matching))
 
 
 def test_store_schema_matches_migrations(store: Store) -> None:

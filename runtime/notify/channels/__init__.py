@@ -89,9 +89,9 @@ def endpoint_key(outbound: Outbound, settings: ir.Settings | None = None) -> str
     `slack:#alerts`, `pagerduty:PAGERDUTY_KEY` (the secret's name),
     `sms:twilio` or `email:smtp.example.com:587` (when `settings` are given).
     A URL written in the rules gets its host and a digest of the whole URL, such
-    as `teams:example.webhook.office.com/3f1c0a9b7d2e`: each such URL posts to
-    one channel or receiver, and Teams asks senders to limit the messages per
-    channel, not per host. A key contains secret names, hosts and digests, never
+    as `teams:example.webhook.office.com/3f1c0a9b7d2e`, because each such URL posts
+    to one channel or receiver, and Microsoft's Teams documentation tells senders to
+    limit the messages per channel, not per host. A key contains secret names, hosts and digests, never
     a secret value or a URL path.
     """
     kind = outbound.kind
