@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.commands.common import EXIT_USAGE, EnvOption, require_path
+from runtime.commands.common import EXIT_PROBLEMS, EXIT_USAGE, EnvOption, require_path
 
 RulesOption = Annotated[
     Path, typer.Option("--rules", envvar="IRULES_RULES", help="Folder of .irules files, one file, or a compiled ruleset.json.")
@@ -162,7 +162,7 @@ def daemon_command(
     import anyio
 
     from runtime import logs
-    from runtime.daemon.service import Daemon, DaemonConfig
+    from runtime.daemon.service import Daemon, DaemonConfig, ListenError
     from runtime.retention import RetentionSettings
     from runtime.store import StoreError, database_url
 
@@ -219,6 +219,9 @@ def daemon_command(
     except StoreError as error:
         print(f"irules: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from error
+    except ListenError as error:
+        print(f"irules: {error}", file=sys.stderr)
+        raise typer.Exit(EXIT_PROBLEMS) from error
 
 
 # The spool of a daemon on PostgreSQL without --spool; systemd's `StateDirectory=irules` creates /var/lib/irules.

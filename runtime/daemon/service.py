@@ -9,8 +9,10 @@ and the process exits with status 0.
 from __future__ import annotations
 
 import datetime
+import errno
 import gc
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,43 @@ FLAP_CHECK_EVERY_S = 15.0
 WORKER_RESTART_S = 1.0
 # How often a daemon that started without its database tries again to open the store.
 STORE_RETRY_S = 1.0
+
+
+class ListenError(Exception):
+    """The daemon cannot listen on its address. The message gives the reason and what to change."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Return a listening TCP socket on `host`:`port`, bound before anything else starts.
+
+    Binding first makes a taken port fail the start at once, with one line, instead
+    of after the store and the rules are loaded and "listening" has been logged.
+
+    Raises:
+        ListenError: the host does not resolve, or the address is taken or not allowed.
+    """
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise ListenError(f"cannot listen on {host}:{port}: the host does not resolve ({error.strerror})") from None
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            reason = "the address is in use by another process; stop it or choose another port with --listen"
+        elif error.errno == errno.EACCES:
+            reason = "permission denied; ports below 1024 need privileges, so choose a higher port with --listen"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            reason = "no network interface of this host has that address"
+        else:
+            reason = error.strerror or str(error)
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
+    listener.set_inheritable(True)
+    return listener
 
 
 def freeze_heap() -> None:
@@ -620,6 +659,18 @@ class Daemon:
             group.start_soon(self._worker, self.run_manager.run)
 
     async def serve(self) -> None:
+        """Bind the listening address, start, serve until SIGTERM or SIGINT, then drain and stop.
+
+        Raises:
+            ListenError: the address cannot be bound; nothing has started.
+        """
+        listener = bind_listener(self.config.host, self.config.port)
+        try:
+            await self._serve_on(listener)
+        finally:
+            listener.close()
+
+    async def _serve_on(self, listener: socket.socket) -> None:
         import httpx
         import uvicorn
 
@@ -656,7 +707,7 @@ class Daemon:
                 group.start_soon(self.watch_rules)
             group.start_soon(self._run_database_work, group)
             log.info("listening on http://%s:%d", self.config.host, self.config.port)
-            await server.serve()
+            await server.serve(sockets=[listener])
             log.info("stopping: storing queued payloads and applying stored events")
             self._stopping = True
             if self._watch_stop is not None:
