@@ -564,6 +564,7 @@ class Daemon:
             policy=self.rules.current,
         )
         self.slack_bot.on_incident_change = self.incident_changed
+        self.slack_bot.send_replies = self.config.notify
         self.outbox.periodic = self._claim_job
         self.slack_bot.approvals = self._slack_approval
         from runtime.runbooks.manager import RunManager

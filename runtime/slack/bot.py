@@ -137,6 +137,9 @@ class SlackBot:
     Three hooks may be replaced after construction: `approvals` and `remediate`,
     which a runbook executor provides, and `on_incident_change()`, called on
     the event loop after the bot changed an incident, to wake the notifier.
+
+    With `send_replies` False (the daemon's `--no-notify`), requests are still
+    performed and recorded, but no reply leaves the daemon.
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class SlackBot:
         self._endpoints = endpoints
         self._wakeup: anyio.Event | None = None
         self._reported_missing: set[str] = set()
+        self.send_replies = True
 
     # ------------------------------------------------------------ receiving
 
@@ -395,6 +399,9 @@ class SlackBot:
 
     async def _send(self, delivery_id: str, target: _ResponseUrl | _Thread, reply: Reply) -> None:
         """Send a reply; a failure is logged, because the request's work is done and recorded already."""
+        if not self.send_replies:
+            log.info("slack reply to request %s not sent: the daemon runs with --no-notify", delivery_id)
+            return
         try:
             if isinstance(target, _ResponseUrl):
                 await self._respond(delivery_id, target, reply)

@@ -1042,3 +1042,17 @@ async def test_command_delivery_id_is_digest(store: Store, ruleset: ir.Ruleset, 
         await harness.post("/slack/commands", body)
         [row] = harness.rows()
     assert row["delivery_id"] == hashlib.sha256(body).hexdigest()
+
+
+async def test_no_notify_performs_requests_but_sends_no_reply(store: Store, ruleset: ir.Ruleset, slack: FakeSlack) -> None:
+    async with running(store, ruleset, slack) as harness:
+        harness.bot.send_replies = False
+        await harness.command("create Checkout down service=checkout")
+        await harness.bot.process_pending()
+        await harness.command("ack INC-1")
+        await harness.bot.process_pending()
+    # `--no-notify` promises that nothing leaves the daemon: no request went out at all.
+    assert harness.sent == []
+    assert harness.slack.paths() == []
+    assert incident_ops.show(store, "INC-1")["status"] == "investigating"
+    assert [row["processed_at"] is not None for row in harness.rows()] == [True, True]
