@@ -285,11 +285,18 @@ class Policy:
         return Correlation(None, key, {}, None)
 
     def _warn_missing(self, kind: str, rule: str | None, missing: tuple[str, ...], alert: Alert) -> None:
+        """Log a rule that could not use its labels, once per rule and set of missing labels.
+
+        A dedup rule that does not resolve is a warning: repeats of the alert are not
+        folded as the rule intends. A correlate rule that does not apply is routine,
+        since the next rule or the route's group takes the alert, so it is only info.
+        """
         marker = (f"{kind}:{rule}", missing)
         if marker in self._warned_missing:
             return
         self._warned_missing.add(marker)
-        log.warning(
+        log.log(
+            logging.WARNING if kind == "dedup" else logging.INFO,
             "%s rule %s: labels %s missing on alert %s (fingerprint %s); %s",
             kind,
             rule or "(unnamed)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,25 @@ def test_dedup_missing_label_keeps_alerts_apart(store: Store, policy: Policy) ->
         assert connection.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one() == 2
     (incident,) = all_incidents(store)
     assert incident["alert_count"] == 2
+
+
+def test_unresolved_rules_are_logged_once_at_their_level(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A new Policy, so that no earlier test has logged these rules already.
+    (tmp_path / "rules.irules").write_text(RULES)
+    fresh = Policy(compile_rules(tmp_path))
+    with caplog.at_level(logging.INFO, logger="irules.policy"):
+        run(store, fresh, fire("DiskFull", T0, cluster="eu-1", pod="p1"), fire("DiskFull", T0, cluster="eu-1", pod="p2"))
+    logged = [
+        (record.levelname, record.getMessage().split(" (fingerprint")[0])
+        for record in caplog.records
+        if record.name == "irules.policy"
+    ]
+    # A dedup rule that cannot fold repeats is worth a warning; a correlate rule that
+    # does not apply hands the alert to the next one, which is routine.
+    assert logged == [
+        ("WARNING", "dedup rule (unnamed): labels instance missing on alert DiskFull"),
+        ("INFO", "correlate rule by-service: labels service missing on alert DiskFull"),
+    ]
 
 
 def test_correlation_by_cluster_and_service(store: Store, policy: Policy) -> None:
