@@ -555,6 +555,7 @@ class Pipeline:
             f"Alert {alert.name} firing",
             {"fingerprint": alert.fingerprint, "key": key, "labels": alert.labels, "severity": assessment.severity},
         )
+        work.timeline_alert_done()
         return "new"
 
     def _refire(
@@ -622,6 +623,7 @@ class Pipeline:
                 f"Alert {alert.name} firing again",
                 {"fingerprint": alert.fingerprint, "key": row["key"]},
             )
+        work.timeline_alert_done()
         return outcome
 
     def _resolve(self, work: UnitOfWork, policy: Policy, alert: Alert, row: dict | None, now: datetime.datetime) -> str:
@@ -697,7 +699,7 @@ class Pipeline:
             if assessment.triage is not None:
                 verdict = assessment.triage["classifier"]
                 outcome = "sets the severity" if verdict["accepted"] else "is below the threshold; flagged for review"
-                work.add_timeline(
+                work.add_timeline_after_alert(
                     opened["id"],
                     now,
                     "incident.classified",
@@ -731,7 +733,7 @@ class Pipeline:
         if severity != incident["severity"]:
             changes["severity"] = severity
             changes["severity_source"] = assessment.severity_source
-            work.add_timeline(
+            work.add_timeline_after_alert(
                 incident["id"],
                 now,
                 "incident.severity",

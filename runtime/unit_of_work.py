@@ -139,6 +139,7 @@ class UnitOfWork:
         self._incidents: dict[int, dict[str, Any]] = {}
         self._dirty_incidents: set[int] = set()
         self._timeline: list[dict[str, Any]] = []
+        self._after_alert: list[dict[str, Any]] = []
         # Incidents whose alerts changed: their counts are recounted on flush.
         self._recount_ids: set[int] = set()
         # Open incidents by correlation key and by correlate rule, loaded once per key in
@@ -346,6 +347,24 @@ class UnitOfWork:
         self._timeline.append(
             {"incident_id": incident_id, "at": at, "kind": kind, "actor": actor, "message": message, "data": data or {}}
         )
+
+    def add_timeline_after_alert(
+        self, incident_id: int, at: datetime.datetime, kind: str, actor: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        """Add an entry about what an alert did to its incident, to follow the entry that adds the alert.
+
+        The incident is found or opened before the alert's own entry can name it, but a
+        reader expects "alert added" before "severity raised by that alert".
+        `timeline_alert_done` writes the held entries.
+        """
+        self._after_alert.append(
+            {"incident_id": incident_id, "at": at, "kind": kind, "actor": actor, "message": message, "data": data or {}}
+        )
+
+    def timeline_alert_done(self) -> None:
+        """Write the entries held by `add_timeline_after_alert`, after the alert's own entry."""
+        self._timeline.extend(self._after_alert)
+        self._after_alert.clear()
 
     # ------------------------------------------------------------ writing back
 

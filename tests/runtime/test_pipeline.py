@@ -300,8 +300,10 @@ def test_joining_alert_raises_severity(store: Store, policy: Policy) -> None:
     )
     (incident,) = all_incidents(store)
     assert incident["severity"] == "critical"
-    kinds = [entry["kind"] for entry in incident_ops.show(store, incident["key"])["timeline"]]
-    assert "incident.severity" in kinds
+    entries = [(entry["kind"], entry["message"]) for entry in incident_ops.show(store, incident["key"])["timeline"]]
+    added = entries.index(("alert.added", "Alert HighLatency firing"))
+    # The alert that raised the severity is on the timeline right before the raise it caused.
+    assert entries[added + 1] == ("incident.severity", "Severity raised from medium to critical by alert HighLatency")
 
 
 def test_fixed_else_beats_source_severity(store: Store, policy: Policy) -> None:
