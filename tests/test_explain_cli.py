@@ -83,7 +83,7 @@ def test_group_key_follows_alertmanager(production: ir.Ruleset):
 def test_unmatched_alert_stays_at_the_root(production: ir.Ruleset):
     [delivery] = explain_alert(production, {"alertname": "Foo"})["routes"]
     assert delivery["route"] == "0"
-    assert delivery["unmatched_children"] == ["0.0", "0.1", "0.2"]
+    assert delivery["unmatched_children"] == ["0.0", "0.1", "0.2", "0.3", "0.4"]
 
 
 # ---------------------------------------------------------------- receivers, inhibition, severity, runbooks

@@ -393,10 +393,10 @@ def test_ci_webhook_groups_by_cluster_and_service(scenario: Scenario):
     assert len({eu["id"], us["id"], deploy["id"]}) == 3
     # The service ci is owned by devops in every case.
     assert {eu["team"], us["team"], deploy["team"]} == {"devops"}
-    # The critical route's child sends ToolCriticalError to devops, and warnings with a service go to application.
-    assert (eu["severity"], eu["receivers"]) == ("critical", ["devops", "application"])
-    assert (us["severity"], us["receivers"]) == ("medium", ["application"])
-    assert (deploy["severity"], deploy["receivers"]) == ("medium", ["application"])
+    # The critical route's child sends ToolCriticalError to devops, and warnings of ci go to devops, which owns it.
+    assert (eu["severity"], eu["receivers"]) == ("critical", ["devops"])
+    assert (us["severity"], us["receivers"]) == ("medium", ["devops"])
+    assert (deploy["severity"], deploy["receivers"]) == ("medium", ["devops"])
 
 
 def test_ci_webhook_repeat_and_resolution(scenario: Scenario):
