@@ -214,13 +214,25 @@ def _sns_alarm(alarm: dict[str, Any], source: str, subject: str | None, facts: d
         )
         inner = optional_object(stat.get("Metric"), f"{where}.Trigger.Metrics[{index}].MetricStat.Metric")
         _add_dimensions(text, _named_dimensions(inner.get("Dimensions"), f"{where}.Trigger.Metrics[{index}].Dimensions"))
-    text.annotation("summary", subject or f'{state}: "{name}"')
-    text.annotation("description", alarm.get("AlarmDescription"))
+    description = alarm.get("AlarmDescription")
+    text.annotation("summary", _summary(description, subject, state, name))
+    text.annotation("description", description)
     text.annotation("state_reason", alarm.get("NewStateReason"))
 
     details = {**facts, "alarm_arn": arn, "old_state": alarm.get("OldStateValue"), "region_name": alarm.get("Region")}
     details.update(_trigger_summary(trigger))
     return _alarm_alert(text, source, name, state, arn, moment, None, details)
+
+
+def _summary(description: Any, subject: str | None, state: str, name: str) -> str:
+    """Return the alarm's summary: its description, which a person wrote, else the SNS subject or its state.
+
+    The summary becomes the incident's title, which is set when the incident opens, so
+    a summary that names the state ("ALARM: ...") would still read ALARM after the OK.
+    """
+    if isinstance(description, str) and description.strip():
+        return description
+    return subject or f'{state}: "{name}"'
 
 
 def _eventbridge(event: dict[str, Any], source: str) -> Outcome:
@@ -254,8 +266,9 @@ def _eventbridge(event: dict[str, Any], source: str) -> Outcome:
         dimensions = inner.get("dimensions")
         if isinstance(dimensions, dict):
             _add_dimensions(text, list(dimensions.items()))
-    text.annotation("summary", f'{state}: "{name}"')
-    text.annotation("description", configuration.get("description"))
+    description = configuration.get("description")
+    text.annotation("summary", _summary(description, None, state, name))
+    text.annotation("description", description)
     text.annotation("state_reason", current.get("reason"))
 
     current_time = parse_time(current.get("timestamp"), "detail.state.timestamp")

@@ -359,8 +359,8 @@ def test_sns_samples_through_handle(scenario: Scenario, tmp_path: Path):
     alarm = handle("sns-alarm.json")
     assert (alarm["source"], alarm["kind"]) == ("cloudwatch", "alerts")
     (web,) = alarm["incidents"]
-    # The SNS `Subject` is the summary.
-    assert web["title"] == 'web-cpu-high: ALARM: "web-cpu-high" in US East (N. Virginia)'
+    # The alarm's description is the summary, so the title does not name a state that changes.
+    assert web["title"] == "web-cpu-high: CPU above 80% for 10 minutes on the web tier"
     assert (web["severity"], web["severity_source"]) == ("medium", "fallback")
 
     (payments,) = handle("sns-alarm-unicode.json")["incidents"]

@@ -231,7 +231,8 @@ def test_fixture_sns_alarm() -> None:
         "metric": "AWS/EC2:CPUUtilization",
         "dimension_AutoScalingGroupName": "web-asg",
     }
-    assert alert.annotations["summary"] == 'ALARM: "web-cpu-high" in US East (N. Virginia)'
+    # The description, which a person wrote, is the summary, rather than the subject that names the state.
+    assert alert.annotations["summary"] == "CPU above 80% for 10 minutes on the web tier"
     assert alert.annotations["description"] == "CPU above 80% for 10 minutes on the web tier"
     assert alert.starts_at == datetime.datetime(2024, 5, 14, 9, 20, 31, 892000, tzinfo=UTC)
     assert outcome.details["message_id"] == "3b1f6a52-9c0e-5d27-a8f4-0123456789ab"
