@@ -724,7 +724,7 @@ def _label(labels: object, name: str) -> object:
 def _child(current: object, part: str) -> object:
     if isinstance(current, Mapping):
         return _present(current.get(part, MISSING))
-    if isinstance(current, (list, tuple)) and part.isdigit() and len(part) <= _MAX_INDEX_DIGITS:
+    if isinstance(current, (list, tuple)) and part.isascii() and part.isdigit() and len(part) <= _MAX_INDEX_DIGITS:
         index = int(part)
         return _present(current[index]) if index < len(current) else MISSING
     return MISSING

@@ -149,7 +149,7 @@ def get_row(connection: sa.Connection, reference: str, lock: bool = False) -> An
     if lock:
         query = query.with_for_update()
     row = connection.execute(query).mappings().first()
-    if row is None and reference.isdigit():
+    if row is None and reference.isascii() and reference.isdigit():
         query = sa.select(incidents).where(incidents.c.id == int(reference))
         row = connection.execute(query.with_for_update() if lock else query).mappings().first()
     if row is None:

@@ -446,6 +446,9 @@ def test_nested_body_fields_and_list_indexes():
     assert run('body.items["1"].name == "b"', values) is True
     assert run('body.items["7"].name == "b"', values) is False
     assert run('body.items.name == "b"', values) is False
+    # Other Unicode digits are no index: "²" is a digit to str.isdigit, but int() rejects it.
+    assert run('body.items["²"].name == "b"', values) is False
+    assert run('body.items["١"].name == "b"', values) is False
 
 
 def test_null_in_data_is_absent():
