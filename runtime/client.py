@@ -145,6 +145,9 @@ class LocalBackend:
         self.store.close()
 
 
+API_TOKEN_HINT = "set IRULES_API_TOKEN to the token the daemon was started with"
+
+
 class RemoteBackend:
     """Talks to a running daemon's HTTP API; sends IRULES_API_TOKEN as a bearer token when set."""
 
@@ -155,21 +158,23 @@ class RemoteBackend:
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(self.client.build_request(method, path, **kwargs), {401: API_TOKEN_HINT})
+
+    def _send(self, request: Any, hints: dict[int, str]) -> Any:
+        """Send `request` and return its JSON; raise BackendError with the daemon's reason, plus `hints[status]` if any."""
         import httpx
 
         try:
-            response = self.client.request(method, path, **kwargs)
+            response = self.client.send(request)
         except httpx.HTTPError as error:
             raise BackendError(f"cannot reach the daemon at {self.client.base_url}: {error}") from error
         try:
             data = response.json()
         except ValueError:
             data = {"error": response.text.strip()}
-        if response.status_code == 401:
-            raise BackendError(
-                f"the daemon responded with HTTP 401: {data.get('error', data)}; "
-                "set IRULES_API_TOKEN to the token the daemon was started with"
-            )
+        hint = hints.get(response.status_code)
+        if hint is not None:
+            raise BackendError(f"the daemon responded with HTTP {response.status_code}: {data.get('error', data)}; {hint}")
         if response.status_code >= 400:
             raise BackendError(f"the daemon responded with HTTP {response.status_code}: {data.get('error', data)}")
         return data
@@ -262,8 +267,31 @@ class RemoteBackend:
     def run(self, number: int) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/runs/{number}")
 
+    def _hook_path(self, source: str) -> str:
+        """Return where `source` receives, as the daemon's `/status` lists it: a custom source may have a path of its own."""
+        fallback = f"/hooks/{source}"
+        try:
+            paths = self._call("GET", "/status").get("sources") or {}
+        except BackendError:
+            # The POST that follows reports an unreachable daemon with its own reason.
+            return fallback
+        path = paths.get(source) if isinstance(paths, dict) else None
+        return path if isinstance(path, str) and path.startswith("/") else fallback
+
     def post_hook(self, source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-        return self._call("POST", f"/hooks/{source}", content=body, headers=headers)
+        """Post a webhook as its sender would; the source's own auth applies, not the API token.
+
+        The API token is left out unless `headers` carries an Authorization header itself,
+        because a source checks its own bearer token or signature.
+        """
+        request = self.client.build_request("POST", self._hook_path(source), content=body, headers=headers)
+        if "authorization" not in {name.lower() for name in headers}:
+            request.headers.pop("authorization", None)
+        hint = (
+            f"source {source} authenticates its webhooks itself: set IRULES_HOOK_TOKEN to its bearer token, "
+            "or pass its header with --header 'NAME: VALUE' (a signature for an HMAC source)"
+        )
+        return self._send(request, {401: hint, 403: hint})
 
     def close(self) -> None:
         self.client.close()

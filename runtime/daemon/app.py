@@ -34,6 +34,7 @@ from runtime.daemon.writer import Overloaded, Receipt
 from runtime.ingest import MAX_BODY_BYTES, receive
 from runtime.pipeline import DEAD_LETTER_BODY_LIMIT, UNTRUSTED_BODY_LIMIT, UNTRUSTED_STATUSES, Accepted, record_dead_letter
 from runtime.sources.base import ALERTS, SUBSCRIPTION_CONFIRMATION, Inbound, Rejected
+from runtime.sources.names import declared_source
 from runtime.spool import SpoolFull
 
 log = logging.getLogger("irules.http")
@@ -67,23 +68,50 @@ async def _read_body(chunks: AsyncIterator[bytes], declared: str | None) -> byte
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _source_for_path(daemon: Daemon, request: Request) -> str | None:
-    if "source" in request.path_params:
-        return request.path_params["source"]
+def _source_at_path(daemon: Daemon, path: str) -> str | None:
+    """Return the custom source that declared `path` as its own in the rules in force, else None."""
     policy = daemon.rules.policy
     if policy is None:
         return None
-    path = request.url.path
     return next((source.name for source in policy.ruleset.sources if source.path == path), None)
 
 
+def _own_path(daemon: Daemon, source: str) -> str | None:
+    """Return the path that the custom source `source` declared instead of `/hooks/<source>`, else None."""
+    policy = daemon.rules.policy
+    declaration = declared_source(policy.ruleset, source) if policy is not None else None
+    if declaration is None or declaration.path == f"{HOOKS_PREFIX}{source}":
+        return None
+    return declaration.path
+
+
+def receiving_paths(daemon: Daemon) -> dict[str, str]:
+    """Return where each source of the rules in force receives: its own `path`, else `/hooks/<source>`."""
+    policy = daemon.rules.policy
+    declared = {source.name: source.path for source in policy.ruleset.sources} if policy is not None else {}
+    names = sorted({*BUILTIN_SOURCES, *declared})
+    return {name: declared.get(name) or f"{HOOKS_PREFIX}{name}" for name in names}
+
+
 async def hook(request: Request) -> Response:
-    """Receive a webhook through Starlette: a custom source's own path, or `/hooks/<source>` under a root path."""
+    """Receive a webhook at `/hooks/<source>` through Starlette, which serves it only under a root path."""
     daemon = _daemon(request)
-    source = _source_for_path(daemon, request) or "?"
     headers = {name.lower(): value for name, value in request.headers.items()}
-    status, content = await _receive_webhook(daemon, source, headers, request.stream())
+    status, content = await _receive_hook(daemon, request.path_params["source"], headers, request.stream())
     return JSONResponse(content, status_code=status)
+
+
+async def _receive_hook(daemon: Daemon, source: str, headers: dict[str, str], chunks: AsyncIterator[bytes]) -> Answer:
+    """Receive a webhook sent to `/hooks/<source>`, or reject it with 404 when that source receives at a path of its own.
+
+    Raises:
+        ClientDisconnect: the sender went away before the whole body arrived.
+    """
+    own_path = _own_path(daemon, source)
+    if own_path is None:
+        return await _receive_webhook(daemon, source, headers, chunks)
+    rejected = Rejected(404, f"source `{source}` receives at {own_path}, not at {HOOKS_PREFIX}{source}")
+    return await _reject_unrouted(daemon, source, headers, chunks, rejected)
 
 
 async def _receive_webhook(daemon: Daemon, source: str, headers: dict[str, str], chunks: AsyncIterator[bytes]) -> Answer:
@@ -188,18 +216,39 @@ def _accepted(daemon: Daemon, source: str, accepted: Accepted, receipt: Receipt,
 
 
 async def custom_path_hook(request: Request) -> Response:
+    """Receive a webhook at the path a custom source declared, or reject a request to any other path with 404."""
     daemon = _daemon(request)
-    if _source_for_path(daemon, request) is not None:
-        return await hook(request)
     headers = {name.lower(): value for name, value in request.headers.items()}
+    # The route's parameter is the path below the root path, as the source declared it.
+    path = f"/{request.path_params['path']}"
+    source = _source_at_path(daemon, path)
+    if source is not None:
+        status, content = await _receive_webhook(daemon, source, headers, request.stream())
+    else:
+        rejected = Rejected(
+            404,
+            f"no source receives at {path}: built-in sources receive at {HOOKS_PREFIX}<source>, "
+            "and so do custom sources unless they declare a `path` of their own",
+        )
+        status, content = await _reject_unrouted(daemon, f"path:{path}", headers, request.stream(), rejected)
+    return JSONResponse(content, status_code=status)
+
+
+async def _reject_unrouted(
+    daemon: Daemon, source: str, headers: dict[str, str], chunks: AsyncIterator[bytes], rejected: Rejected
+) -> Answer:
+    """Reject a request to a path where no source receives, keeping what fits of its body as a dead letter.
+
+    Raises:
+        ClientDisconnect: the sender went away before the whole body arrived.
+    """
     received_at = datetime.datetime.now(datetime.UTC)
     try:
-        body = await _read_body(request.stream(), headers.get("content-length"))
+        body = await _read_body(chunks, headers.get("content-length"))
     except Rejected:
+        # An oversized body is not kept, and the 404 reason helps the sender more than a 413 would.
         body = b""
-    rejected = Rejected(404, f"no source receives at {request.url.path}; built-in and custom sources receive at /hooks/<source>")
-    status, content = await _reject(daemon, f"path:{request.url.path}", Inbound(body, headers, received_at), rejected)
-    return JSONResponse(content, status_code=status)
+    return await _reject(daemon, source, Inbound(body, headers, received_at), rejected)
 
 
 def _metric_source(daemon: Daemon, source: str) -> str:
@@ -287,7 +336,7 @@ def _hook_source(path: str) -> str | None:
 async def _serve_webhook(daemon: Daemon, source: str, scope: Scope, receive: Receive, send: Send) -> None:
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     try:
-        status, content = await _receive_webhook(daemon, source, headers, _body_chunks(receive))
+        status, content = await _receive_hook(daemon, source, headers, _body_chunks(receive))
     except ClientDisconnect:
         return
     except Exception:
@@ -355,6 +404,7 @@ async def status(request: Request) -> Response:
             "store": daemon.store.engine.url.render_as_string(hide_password=True) if daemon.store else None,
             "pending_events": pending,
             "cluster": cluster,
+            "sources": receiving_paths(daemon),
         }
     )
 

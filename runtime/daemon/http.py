@@ -27,7 +27,15 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from runtime.daemon.app import HOOK_METHODS, INTERNAL_ERROR, Answer, _hook_source, _receive_body, receive_webhook_now
+from runtime.daemon.app import (
+    HOOK_METHODS,
+    INTERNAL_ERROR,
+    Answer,
+    _hook_source,
+    _own_path,
+    _receive_body,
+    receive_webhook_now,
+)
 from runtime.daemon.service import Daemon
 from runtime.ingest import MAX_BODY_BYTES
 from runtime.sources.base import Inbound
@@ -77,7 +85,8 @@ class HookProtocol(HttpToolsProtocol):
         if "%" in path:
             path = urllib.parse.unquote(path)
         source = _hook_source(path)
-        if source is None:
+        if source is None or _own_path(self.daemon, source) is not None:
+            # A custom source with a path of its own does not receive here, so the app responds with 404.
             return None
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers}
         length = headers.get("content-length")

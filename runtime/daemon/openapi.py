@@ -92,8 +92,13 @@ _STATUS = {
             },
             "required": ["node", "lease_s", "nodes"],
         },
+        "sources": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "The path each source of the rules in force receives at, by source name",
+        },
     },
-    "required": ["version", "ready", "started_at", "rules", "store", "pending_events", "cluster"],
+    "required": ["version", "ready", "started_at", "rules", "store", "pending_events", "cluster", "sources"],
 }
 
 _TIMELINE_ENTRY = {
@@ -137,7 +142,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "Not found",
         409: "The change is not allowed in the incident's state",
         413: "Body too large",
-        422: "Unknown payload format",
+        422: "Unknown payload format, or a field that a custom source's `map` needs is missing or has the wrong type",
         503: "Not ready, or the store is unavailable; retry",
     }
     return {str(status): _json_response(reasons[status], {"$ref": "#/components/schemas/Error"}) for status in statuses}
@@ -232,7 +237,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/status": {
                 "get": {
-                    "summary": "Version, rules in force, last reload error, pending events, the nodes of the cluster",
+                    "summary": "Version, rules in force, last reload error, pending events, the nodes of the cluster, source paths",
                     "responses": {"200": _json_response("status", {"$ref": "#/components/schemas/Status"})},
                 }
             },

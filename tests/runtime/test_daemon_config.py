@@ -94,11 +94,13 @@ def get(daemon: Daemon, path: str) -> httpx.Response:
 
 def test_unknown_path_is_json(daemon: Daemon) -> None:
     response = get(daemon, "/nothing/here")
-    assert response.status_code == 405
+    assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"] == "Method Not Allowed: GET /nothing/here"
+    assert response.json()["error"] == (
+        "Not Found: GET /nothing/here; see /openapi.json for the HTTP API and /ui/ for the web view"
+    )
     missing = get(daemon, "/api/v1/incidents/INC-1/unknown")
-    assert missing.status_code in (404, 405)
+    assert missing.status_code == 404
     assert "error" in missing.json()
 
 
@@ -122,3 +124,71 @@ def test_cli_names_the_token_variable_on_401() -> None:
         "the daemon responded with HTTP 401: missing or wrong API token: send `Authorization: Bearer <token>`; "
         "set IRULES_API_TOKEN to the token the daemon was started with"
     )
+
+
+def test_cli_names_the_source_auth_on_a_rejected_webhook() -> None:
+    from runtime.client import BackendError, RemoteBackend
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"ready": True})
+        assert request.url.path == "/hooks/ci-webhook"
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(403, json={"error": "wrong signature in X-Signature-256"})
+
+    backend = RemoteBackend("http://daemon", token="api-token")
+    backend.client = httpx.Client(base_url="http://daemon", headers=backend.client.headers, transport=httpx.MockTransport(answer))
+    # A daemon that lists no sources in `/status` gets the post at /hooks/<source>.
+    with pytest.raises(BackendError) as raised:
+        backend.post_hook("ci-webhook", b"{}", {"content-type": "application/json"})
+    # A header the user passes goes out as given.
+    with pytest.raises(BackendError):
+        backend.post_hook("ci-webhook", b"{}", {"authorization": "Bearer hook-token"})
+    backend.close()
+
+    assert str(raised.value) == (
+        "the daemon responded with HTTP 403: wrong signature in X-Signature-256; "
+        "source ci-webhook authenticates its webhooks itself: set IRULES_HOOK_TOKEN to its bearer token, "
+        "or pass its header with --header 'NAME: VALUE' (a signature for an HMAC source)"
+    )
+    # The API token is not a webhook credential, so it is not sent to the source.
+    assert seen == [None, "Bearer hook-token"]
+
+
+def test_cli_posts_a_webhook_where_its_source_receives(tmp_path: Path) -> None:
+    from runtime.client import RemoteBackend
+    from runtime.daemon.app import receiving_paths
+
+    (tmp_path / "rules.irules").write_text(
+        RULES + 'source ci {\n  path "/webhooks/ci"\n  auth none\n  map {\n    label.alertname = body.check\n  }\n}\n',
+        encoding="utf-8",
+    )
+    daemon = Daemon(DaemonConfig(rules=tmp_path, environment=None, database_url=f"sqlite:///{tmp_path / 'irules.db'}"))
+    assert daemon.rules.reload()
+    paths = receiving_paths(daemon)
+    assert paths == {
+        "alertmanager": "/hooks/alertmanager",
+        "azure": "/hooks/azure",
+        "ci": "/webhooks/ci",
+        "cloudwatch": "/hooks/cloudwatch",
+        "deploys": "/hooks/deploys",
+        "grafana": "/hooks/grafana",
+    }
+
+    posted: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/status":
+            return httpx.Response(200, json={"ready": True, "sources": paths})
+        posted.append(request.url.path)
+        return httpx.Response(202, json={"payload_id": 1, "kind": "alerts", "alerts": 1})
+
+    backend = RemoteBackend("http://daemon")
+    backend.client = httpx.Client(base_url="http://daemon", transport=httpx.MockTransport(answer))
+    backend.post_hook("ci", b'{"check": "lint"}', {})
+    backend.post_hook("grafana", b"{}", {})
+    backend.close()
+
+    assert posted == ["/webhooks/ci", "/hooks/grafana"]
