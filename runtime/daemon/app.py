@@ -209,6 +209,18 @@ def _accepted(daemon: Daemon, source: str, accepted: Accepted, receipt: Receipt,
         payload_id = receipt.payload_id if receipt.spool_id is None else f"spool {receipt.spool_id}"
         log.info("source %s: payload %s accepted as %s: %s", source, payload_id, outcome.kind, outcome.note or "no alerts")
     content: dict[str, Any] = {"payload_id": receipt.payload_id, "kind": outcome.kind, "alerts": len(outcome.alerts)}
+    truncated = outcome.details.get("truncated_alerts")
+    if truncated:
+        # The sender's `max_alerts` cut the group short: those alerts' state never arrives here.
+        payload_id = receipt.payload_id if receipt.spool_id is None else f"spool {receipt.spool_id}"
+        log.warning(
+            "source %s: payload %s (group %s) left out %d alerts; raise the receiver's max_alerts to receive them",
+            source,
+            payload_id,
+            outcome.details.get("group_key") or "?",
+            truncated,
+        )
+        content["truncated_alerts"] = truncated
     if receipt.spool_id is not None:
         # Stored locally while the database is unreachable; the payload id comes when the spool drains.
         content.update(spooled=True, spool_id=receipt.spool_id)

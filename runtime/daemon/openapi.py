@@ -213,6 +213,10 @@ def openapi_document() -> dict[str, Any]:
                                         "description": "Present when the payload went to the local spool",
                                     },
                                     "spool_id": {"type": "string", "description": "The spool file's name, when spooled"},
+                                    "truncated_alerts": {
+                                        "type": "integer",
+                                        "description": "Present when the sender left alerts out (Alertmanager's `max_alerts`)",
+                                    },
                                 },
                                 "required": ["payload_id", "kind", "alerts"],
                             },

@@ -305,3 +305,24 @@ def test_hook_client_gone_gets_no_response(config: DaemonConfig) -> None:
     run(config, check)
     assert stored(config, "SELECT count(*) FROM payloads") == [(0,)]
     assert stored(config, "SELECT count(*) FROM dead_letters") == [(0,)]
+
+
+def test_hook_reports_alerts_the_sender_left_out(config: DaemonConfig, caplog: pytest.LogCaptureFixture) -> None:
+    # The fixture's sender cut its group at `max_alerts` and says how many it left out.
+    body = (FIXTURES / "alertmanager" / "firing-unicode-empty-long.json").read_bytes()
+    sent = json.loads(body)
+
+    async def check(client: httpx.AsyncClient, daemon: Daemon) -> None:
+        response = await client.post("/hooks/alertmanager", content=body, headers=AUTHORIZED)
+
+        assert response.status_code == 202
+        assert response.json() == {"payload_id": 1, "kind": "alerts", "alerts": len(sent["alerts"]), "truncated_alerts": 3}
+
+    with caplog.at_level(logging.WARNING, logger="irules.http"):
+        run(config, check)
+    [record] = [record for record in caplog.records if "left out" in record.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"source alertmanager: payload 1 (group {sent['groupKey']}) left out 3 alerts; "
+        "raise the receiver's max_alerts to receive them"
+    )
