@@ -7,6 +7,7 @@ command prints the same thing whichever it talks to.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -29,8 +30,11 @@ class Backend(Protocol):
     def create(self, title: str, severity: str | None, services: list[str], team: str | None, actor: str) -> dict[str, Any]: ...
     def update(self, reference: str, change: incident_ops.Change, actor: str) -> dict[str, Any]: ...
     def acknowledge(self, reference: str, actor: str) -> dict[str, Any]: ...
-    def dead_letters(self, source: str | None) -> list[dict[str, Any]]: ...
+    def dead_letters(
+        self, source: str | None, states: Collection[str] | None = None, limit: int = 100, before: int | None = None
+    ) -> list[dict[str, Any]]: ...
     def replay(self, number: int) -> dict[str, Any]: ...
+    def dismiss_dead_letter(self, number: int, reason: str | None, actor: str) -> dict[str, Any]: ...
     def notifications(self, status: str | None, incident: str | None, limit: int) -> list[dict[str, Any]]: ...
     def retry_notification(self, number: int) -> dict[str, Any]: ...
     def post_mortem(self, reference: str) -> PostMortem: ...
@@ -72,7 +76,7 @@ class LocalBackend:
             raise BackendError(str(error)) from error
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
-        return incident_ops.list_incidents(self.store, **filters)
+        return self._run(incident_ops.list_incidents, self.store, **filters)
 
     def show(self, reference: str) -> dict[str, Any]:
         return self._run(incident_ops.show, self.store, reference)
@@ -104,10 +108,17 @@ class LocalBackend:
     def acknowledge(self, reference: str, actor: str) -> dict[str, Any]:
         return incident_ops.to_json(self._run(incident_ops.acknowledge, self.store, reference, actor, _now()))
 
-    def dead_letters(self, source: str | None) -> list[dict[str, Any]]:
+    def dead_letters(
+        self, source: str | None, states: Collection[str] | None = None, limit: int = 100, before: int | None = None
+    ) -> list[dict[str, Any]]:
         from runtime import dead_letters
 
-        return dead_letters.list_dead_letters(self.store, source=source)
+        return self._run(dead_letters.list_dead_letters, self.store, source=source, states=states, limit=limit, before=before)
+
+    def dismiss_dead_letter(self, number: int, reason: str | None, actor: str) -> dict[str, Any]:
+        from runtime import dead_letters
+
+        return self._run(dead_letters.dismiss, self.store, number, reason, actor, _now())
 
     def notifications(self, status: str | None, incident: str | None, limit: int) -> list[dict[str, Any]]:
         from runtime.notify import queries
@@ -213,8 +224,21 @@ class RemoteBackend:
     def acknowledge(self, reference: str, actor: str) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/incidents/{reference}/ack", json={"actor": actor})
 
-    def dead_letters(self, source: str | None) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/v1/dead-letters", params={"source": source} if source else {})["dead_letters"]
+    def dead_letters(
+        self, source: str | None, states: Collection[str] | None = None, limit: int = 100, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if source:
+            params["source"] = source
+        if states is not None:
+            params["state"] = list(states)
+        if before is not None:
+            params["before"] = before
+        return self._call("GET", "/api/v1/dead-letters", params=params)["dead_letters"]
+
+    def dismiss_dead_letter(self, number: int, reason: str | None, actor: str) -> dict[str, Any]:
+        body = {"actor": actor, **({"reason": reason} if reason else {})}
+        return self._call("POST", f"/api/v1/dead-letters/{number}/dismiss", json=body)
 
     def replay(self, number: int) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/dead-letters/{number}/replay")

@@ -357,6 +357,26 @@ def _check_transition(key: str, current: str, requested: str) -> None:
 
 # ---------------------------------------------------------------- reading
 
+# The values each list filter may take. A value outside them would match no incident,
+# so a typo such as `severity=urgent` is rejected instead of returning an empty list.
+FILTER_VALUES: dict[str, tuple[str, ...]] = {"status": STATUSES, "severity": SEVERITY_LEVELS}
+
+
+def check_filter(name: str, values: Sequence[str], open_hint: str | None = None) -> None:
+    """Raise a 400 `IncidentError` naming the valid values when one of `values` is not a valid `status` or `severity`.
+
+    `open_hint` is how the caller selects open incidents, such as `--open` or `open=true`.
+    The message suggests it for the status `open`, because open is a filter of its own.
+    """
+    allowed = FILTER_VALUES[name]
+    for value in values:
+        if value in allowed:
+            continue
+        message = f"unknown {name} {value!r}; use one of {', '.join(allowed)}"
+        if name == "status" and value == "open" and open_hint:
+            message += f", or {open_hint} for incidents not yet resolved or closed"
+        raise IncidentError(message, status=400)
+
 
 def list_incidents(
     store: Store,
@@ -368,6 +388,9 @@ def list_incidents(
     open_only: bool = False,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
+    """Return the incidents that pass every filter given, newest first; raise a 400 `IncidentError` for an unknown status or severity."""
+    check_filter("status", status)
+    check_filter("severity", severity)
     query = sa.select(incidents).order_by(incidents.c.id.desc()).limit(limit)
     if status:
         query = query.where(incidents.c.status.in_(list(status)))

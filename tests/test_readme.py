@@ -30,6 +30,6 @@ def test_readme_first_command(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "payload 1 from alertmanager: alerts, 1 alerts"
     assert re.fullmatch(r"INC-\d{4}-0001  APIHighLatency: p99 latency of the public API above 800 ms", lines[1])
-    assert "  severity: high" in lines
+    assert "  severity: high (set by a severity rule)" in lines
     assert "  team: application" in lines
     assert (tmp_path / "state" / "irules.db").is_file()

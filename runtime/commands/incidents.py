@@ -1,4 +1,4 @@
-"""Incident commands: handle, create, update, ack, resolve, incidents list|show, dead-letters, replay, notifications.
+"""Incident commands: handle, create, update, ack, resolve, incidents list|show, dead-letters list|dismiss, replay, notifications.
 
 Each works on a local store (`--state DIR` or `--database URL`) or through a
 running daemon (`--daemon URL`); each option is also read from IRULES_STATE,
@@ -34,7 +34,13 @@ RulesOption = Annotated[
     Path | None, typer.Option("--rules", envvar="IRULES_RULES", help="Folder of .irules files, one file, or a ruleset.json.")
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="A table or JSON.")]
-IncidentOption = Annotated[str, typer.Option("--incident-id", help="Incident id such as INC-2026-0042, or its number.")]
+IncidentArgument = Annotated[
+    str | None,
+    typer.Argument(metavar="INCIDENT_ID", help="Incident id such as INC-2026-0042, or its number.", show_default=False),
+]
+IncidentOption = Annotated[
+    str | None, typer.Option("--incident-id", help="The incident, as an option instead of the INCIDENT_ID argument.")
+]
 ActorOption = Annotated[str | None, typer.Option("--as", envvar="IRULES_ACTOR", help="Who acts; defaults to the login name.")]
 
 
@@ -51,6 +57,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="incidents")
     letters = typer.Typer(help="Requests and events that did not become alerts.", no_args_is_help=True)
     letters.command(name="list")(dead_letters_command)
+    letters.command(name="dismiss")(dismiss_dead_letters_command)
     app.add_typer(letters, name="dead-letters")
     notes = typer.Typer(help="Notifications in the outbox: what was sent, what waits, what failed.", no_args_is_help=True)
     notes.command(name="list")(notifications_command)
@@ -92,6 +99,44 @@ def _fail(message: str, status: int = EXIT_PROBLEMS) -> None:
     raise typer.Exit(status)
 
 
+def _incident(argument: str | None, option: str | None) -> str:
+    """Return the incident named by the INCIDENT_ID argument or by `--incident-id`, which every command taking one accepts."""
+    if argument is not None and option is not None and argument != option:
+        _fail(
+            f"the INCIDENT_ID argument {argument!r} and --incident-id {option!r} name different incidents; pass only one",
+            EXIT_USAGE,
+        )
+    reference = argument or option
+    if not reference:
+        _fail("missing incident: pass its id, such as INC-2026-0042, as an argument or with --incident-id", EXIT_USAGE)
+    return reference
+
+
+def _valid_values(name: str, open_hint: str | None = None):
+    """Return a Click callback that rejects a `name` (status or severity) no incident can have, with exit 2.
+
+    The check runs before any store is opened, so it is the same for --state,
+    --database and --daemon, and a typo fails instead of matching nothing.
+    """
+
+    def check(value: str | list[str] | None) -> str | list[str] | None:
+        from runtime.incidents import IncidentError, check_filter
+
+        if value is None:
+            values = []
+        elif isinstance(value, str):
+            values = [value]
+        else:
+            values = value
+        try:
+            check_filter(name, values, open_hint)
+        except IncidentError as error:
+            raise typer.BadParameter(str(error)) from None
+        return value
+
+    return check
+
+
 def _actor(given: str | None) -> str:
     if given:
         return given
@@ -114,12 +159,22 @@ def _run(backend, operation, *args):
 
 # ---------------------------------------------------------------- output
 
+# Descriptions of the `severity_source` values, printed next to the severity.
+SEVERITY_ORIGINS = {
+    "rule": "set by a severity rule",
+    "fallback": "the fallback level of the severity rules",
+    "classifier": "set by the classifier",
+    "source": "set by the source",
+    "person": "set by a person",
+}
+
 
 def _print_incidents(rows: list[dict[str, Any]], output: OutputFormat) -> None:
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    header = ("ID", "STATUS", "SEVERITY", "TEAM", "ALERTS", "CREATED", "TITLE")
+    # Times are UTC, as the store keeps them; the header says so, since the cells cannot.
+    header = ("ID", "STATUS", "SEVERITY", "TEAM", "ALERTS", "CREATED (UTC)", "TITLE")
     lines = [header] + [
         (
             row["id"],
@@ -154,8 +209,13 @@ def _print_incident(row: dict[str, Any], output: OutputFormat) -> None:
         "resolved_at",
         "closed_at",
     ):
-        if row.get(name):
-            print(f"  {name.replace('_', ' ')}: {row[name]}")
+        value = row.get(name)
+        if not value:
+            continue
+        if name == "severity" and row.get("severity_source"):
+            source = row["severity_source"]
+            value = f"{value} ({SEVERITY_ORIGINS.get(source, f'set by {source}')})"
+        print(f"  {name.replace('_', ' ')}: {value}")
     if row.get("services"):
         print(f"  services: {', '.join(row['services'])}")
     if row.get("receivers"):
@@ -172,13 +232,18 @@ def _print_incident(row: dict[str, Any], output: OutputFormat) -> None:
         print(f"  classifier: {verdict.get('level')} at {verdict.get('confidence', 0):.0%} confidence{review}")
     if "alerts" in row:
         print(f"  alerts ({len(row['alerts'])}):")
+        name_width = max((len(alert["name"]) for alert in row["alerts"]), default=0)
         for alert in row["alerts"]:
             labels = ", ".join(f"{name}={value}" for name, value in sorted(alert["labels"].items()))
-            print(f"    {alert['status']:<8} {alert['name']}  {{{labels}}}")
+            print(f"    {alert['status']:<8} {alert['name']:<{name_width}}  {{{labels}}}")
     if "timeline" in row:
-        print("  timeline:")
-        for entry in row["timeline"]:
-            print(f"    {entry['at'][:19].replace('T', ' ')}  {entry['kind']:<22} {entry['actor']:<20} {entry['message']}")
+        print("  timeline (UTC):")
+        entries = row["timeline"]
+        kind_width = max((len(entry["kind"]) for entry in entries), default=0)
+        actor_width = max((len(entry["actor"]) for entry in entries), default=0)
+        for entry in entries:
+            at = entry["at"][:19].replace("T", " ")
+            print(f"    {at}  {entry['kind']:<{kind_width}}  {entry['actor']:<{actor_width}}  {entry['message']}")
 
 
 # ---------------------------------------------------------------- commands
@@ -316,7 +381,9 @@ def _handle_local(backend, source: str | None, body: bytes, headers: dict[str, s
 def create_command(
     ctx: typer.Context,
     title: Annotated[str, typer.Option("--title", help="What is wrong, in a few words.")],
-    severity: Annotated[str | None, typer.Option("--severity", help="critical, high, medium or low.")] = None,
+    severity: Annotated[
+        str | None, typer.Option("--severity", help="critical, high, medium or low.", callback=_valid_values("severity"))
+    ] = None,
     services: Annotated[str, typer.Option("--services", help="Affected services, comma-separated.")] = "",
     team: Annotated[str | None, typer.Option("--team", help="Owning team.")] = None,
     rules: RulesOption = None,
@@ -336,12 +403,20 @@ def create_command(
 
 def update_command(
     ctx: typer.Context,
-    incident_id: IncidentOption,
+    incident_argument: IncidentArgument = None,
+    incident_option: IncidentOption = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="detected, triaged, investigating, mitigating, resolved or closed.")
+        str | None,
+        typer.Option(
+            "--status",
+            help="detected, triaged, investigating, mitigating, resolved or closed.",
+            callback=_valid_values("status"),
+        ),
     ] = None,
     assignee: Annotated[str | None, typer.Option("--assignee", help="Who works on it.")] = None,
-    severity: Annotated[str | None, typer.Option("--severity", help="critical, high, medium or low.")] = None,
+    severity: Annotated[
+        str | None, typer.Option("--severity", help="critical, high, medium or low.", callback=_valid_values("severity"))
+    ] = None,
     note: Annotated[str | None, typer.Option("--note", help="A note for the timeline.")] = None,
     session: Annotated[
         str | None, typer.Option("--session", help="Link an assistant's session id (such as Claude Code's) to the incident.")
@@ -358,6 +433,7 @@ def update_command(
     """Change an incident's status, assignee or severity, add a note, or link an assistant's session."""
     from runtime.incidents import Change
 
+    incident_id = _incident(incident_argument, incident_option)
     if status is None and assignee is None and severity is None and note is None and session is None:
         _fail("nothing to change: pass --status, --assignee, --severity, --note or --session", EXIT_USAGE)
     if session is not None:
@@ -393,7 +469,8 @@ def update_command(
 
 def ack_command(
     ctx: typer.Context,
-    incident_id: IncidentOption,
+    incident_argument: IncidentArgument = None,
+    incident_option: IncidentOption = None,
     state: StateOption = None,
     database: DatabaseOption = None,
     daemon: DaemonOption = None,
@@ -401,13 +478,15 @@ def ack_command(
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """Acknowledge an incident."""
+    incident_id = _incident(incident_argument, incident_option)
     backend = _backend(state, database, daemon, context=ctx)
     _print_incident(_run(backend, backend.acknowledge, incident_id, _actor(actor)), output)
 
 
 def resolve_command(
     ctx: typer.Context,
-    incident_id: IncidentOption,
+    incident_argument: IncidentArgument = None,
+    incident_option: IncidentOption = None,
     note: Annotated[str | None, typer.Option("--note", help="How it was resolved, for the timeline.")] = None,
     state: StateOption = None,
     database: DatabaseOption = None,
@@ -418,14 +497,30 @@ def resolve_command(
     """Resolve an incident."""
     from runtime.incidents import Change
 
+    incident_id = _incident(incident_argument, incident_option)
     backend = _backend(state, database, daemon, context=ctx)
     _print_incident(_run(backend, backend.update, incident_id, Change(status="resolved", note=note), _actor(actor)), output)
 
 
 def list_command(
     ctx: typer.Context,
-    status: Annotated[list[str], typer.Option("--status", help="Only these statuses; repeatable.")] = [],  # noqa: B006
-    severity: Annotated[list[str], typer.Option("--severity", help="Only these severities; repeatable.")] = [],  # noqa: B006
+    status: Annotated[
+        list[str],
+        typer.Option(
+            "--status",
+            help="Only this status: detected, triaged, investigating, mitigating, resolved or closed; repeatable. "
+            "--open selects the statuses before resolved.",
+            callback=_valid_values("status", open_hint="--open"),
+        ),
+    ] = [],  # noqa: B006
+    severity: Annotated[
+        list[str],
+        typer.Option(
+            "--severity",
+            help="Only this severity: critical, high, medium or low; repeatable.",
+            callback=_valid_values("severity"),
+        ),
+    ] = [],  # noqa: B006
     team: Annotated[str | None, typer.Option("--team", help="Only this team's incidents.")] = None,
     service: Annotated[str | None, typer.Option("--service", help="Only incidents affecting this service.")] = None,
     open_only: Annotated[bool, typer.Option("--open", help="Only incidents not yet resolved or closed.")] = False,
@@ -446,51 +541,127 @@ def list_command(
 
 def show_command(
     ctx: typer.Context,
-    incident_id: Annotated[str, typer.Argument(help="Incident id such as INC-2026-0042, or its number.")],
+    incident_argument: IncidentArgument = None,
+    incident_option: IncidentOption = None,
     state: StateOption = None,
     database: DatabaseOption = None,
     daemon: DaemonOption = None,
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
     """Show one incident with its alerts and timeline."""
+    incident_id = _incident(incident_argument, incident_option)
     backend = _backend(state, database, daemon, context=ctx)
     _print_incident(_run(backend, backend.show, incident_id), output)
+
+
+# Failure and dismissal reasons in the REPLAY column of `dead-letters list` are cut to
+# this many characters, so the table stays readable; `--format json` has them whole.
+REPLAY_DETAIL_WIDTH = 40
+# A bulk replay that skips letters names at most this many of their ids.
+SKIPPED_IDS_SHOWN = 10
 
 
 def dead_letters_command(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option("--source", help="Only this source's dead letters.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include dismissed dead letters.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many, newest first.")] = 100,
     state: StateOption = None,
     database: DatabaseOption = None,
     daemon: DaemonOption = None,
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
-    """List dead letters, newest first."""
-    from runtime.pipeline import UNTRUSTED_STATUSES
+    """List dead letters, newest first, with their replay state; dismissed ones only with --all."""
+    from runtime.dead_letters import STATES
 
     backend = _backend(state, database, daemon, context=ctx)
-    rows = _run(backend, backend.dead_letters, source)
+    states = None if show_all else [name for name in STATES if name != "dismissed"]
+    rows = _run(backend, backend.dead_letters, source, states, limit)
     if output is OutputFormat.JSON:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    if rows:
-        print(f"{'ID':>6}  {'RECEIVED':<19}  {'SOURCE':<14} STATUS  {'REPLAY':<28} REASON")
-    for row in rows:
-        if row["replayed_at"]:
-            replayed = f"replayed {row['replayed_at'][:19]}"
-        elif row["status"] in UNTRUSTED_STATUSES:
-            # Rejected before the sender was authenticated, so `irules replay` skips it.
-            replayed = "never (not authenticated)"
-        else:
-            replayed = "pending"
-        print(
-            f"{row['id']:>6}  {row['received_at'][:19]}  {row['source']:<14} {row['status']:<6}  {replayed:<28} {row['reason']}"
+    header = ("ID", "RECEIVED (UTC)", "SOURCE", "STATUS", "REPLAY", "REASON")
+    lines = [header] + [
+        (
+            str(row["id"]),
+            _minute(row["received_at"]),
+            _printable(row["source"]),
+            str(row["status"]),
+            _replay_cell(row),
+            _printable(row["reason"]),
         )
+        for row in rows
+    ]
+    widths = [max(len(line[index]) for line in lines) for index in range(len(header) - 1)]
+    for line in lines:
+        cells = [line[0].rjust(widths[0])] + [cell.ljust(width) for cell, width in zip(line[1:-1], widths[1:], strict=True)]
+        print("  ".join(cells) + "  " + line[-1])
+
+
+def _replay_cell(row: dict[str, Any]) -> str:
+    """Describe a dead letter's state for the REPLAY column, such as `failed 2026-12-05 17:50 (422: unknown format)`."""
+    match row.get("state"):  # a daemon older than this CLI sends no state
+        case "replayed":
+            return f"replayed {_minute(row['replayed_at'])}"
+        case "dismissed":
+            reason = f" ({_shortened(row['dismiss_reason'])})" if row["dismiss_reason"] else ""
+            return f"dismissed {_minute(row['dismissed_at'])} by {_printable(row['dismissed_by'] or '-')}{reason}"
+        case "untrusted":
+            # Rejected before the sender was authenticated, so `irules replay` skips it.
+            return "never (not authenticated)"
+        case "failed":
+            # Replays that failed before the store recorded their time show none.
+            attempted = f" {_minute(row['replay_attempted_at'])}" if row["replay_attempted_at"] else ""
+            return f"failed{attempted} ({_shortened(row['replay_outcome'])})"
+        case _:
+            return "pending"
+
+
+def _minute(moment: str) -> str:
+    """Return an ISO 8601 time as `2026-12-05 17:50`, like the other tables of the CLI."""
+    return moment[:16].replace("T", " ")
+
+
+def _printable(text: str) -> str:
+    """Return `text` on one line with control characters replaced, because reasons may quote what a sender posted."""
+    return "".join(character if character.isprintable() else " " for character in text)
+
+
+def _shortened(text: str) -> str:
+    text = " ".join(_printable(text).split())
+    return text if len(text) <= REPLAY_DETAIL_WIDTH else text[: REPLAY_DETAIL_WIDTH - 1] + "…"
+
+
+def dismiss_dead_letters_command(
+    ctx: typer.Context,
+    ids: Annotated[list[int], typer.Argument(help="Ids of the dead letters to dismiss.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why they will not be replayed, kept with each letter.")] = None,
+    actor: ActorOption = None,
+    state: StateOption = None,
+    database: DatabaseOption = None,
+    daemon: DaemonOption = None,
+    output: FormatOption = OutputFormat.TEXT,
+) -> None:
+    """Dismiss dead letters that will not be replayed: kept for audit, left out of bulk replays and of `list` without --all."""
+    backend = _backend(state, database, daemon, context=ctx)
+    dismissed_by = _actor(actor)
+    results, error = _each(
+        backend, list(dict.fromkeys(ids)), lambda number: backend.dismiss_dead_letter(number, reason, dismissed_by)
+    )
+    _print_outcomes(results, output)
+    if error is not None:
+        _fail(error)
 
 
 def replay_command(
     ctx: typer.Context,
-    ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids; all pending ones when left out.")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Dead letter ids; when left out, every pending one (not tried yet).")
+    ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Without ids, also replay the dead letters whose last replay failed."),
+    ] = False,
     rules: RulesOption = None,
     env: EnvOption = None,
     state: StateOption = None,
@@ -498,37 +669,88 @@ def replay_command(
     daemon: DaemonOption = None,
     output: FormatOption = OutputFormat.TEXT,
 ) -> None:
-    """Feed dead letters through the current rules again, after a fix. Exit 1 when any fails again."""
+    """Feed dead letters through the current rules again, after a fix. Exit 1 when any fails.
+
+    A letter named by id is always tried, unless it was rejected before its sender was authenticated.
+
+    Without ids, letters whose last replay failed are skipped, because most failures repeat until the rules change.
+    Name them or pass --retry-failed to try them again.
+    """
     from runtime.client import BackendError
-    from runtime.pipeline import UNTRUSTED_STATUSES
 
     backend = _backend(state, database, daemon, rules, env, context=ctx)
+    skipped: list[int] = []
+    if ids:
+        numbers = sorted(set(ids))
+    else:
+        try:
+            numbers, skipped = _replay_candidates(backend, retry_failed)
+        except BackendError as error:
+            backend.close()
+            _fail(str(error))
+    results, error = _each(backend, numbers, backend.replay)
+    if output is OutputFormat.JSON:
+        detail = "its last replay failed; name its id or pass --retry-failed to replay it again"
+        results += [{"id": number, "outcome": "skipped", "detail": detail, "payload_id": None} for number in skipped]
+    _print_outcomes(results, output)
+    if output is OutputFormat.TEXT and skipped:
+        print(_skipped_summary(skipped))
+    if output is OutputFormat.TEXT and not results and not skipped and error is None:
+        print("no dead letters to replay")
+    if error is not None:
+        _fail(error)
+    raise typer.Exit(EXIT_PROBLEMS if any(result["outcome"] == "failed" for result in results) else EXIT_OK)
 
+
+def _skipped_summary(skipped: list[int]) -> str:
+    listed_ids = ", ".join(str(number) for number in skipped[:SKIPPED_IDS_SHOWN])
+    if len(skipped) > SKIPPED_IDS_SHOWN:
+        listed_ids += ", …"
+    letters = "dead letter" if len(skipped) == 1 else "dead letters"
+    return (
+        f"skipped {len(skipped)} {letters} whose last replay failed ({listed_ids}); "
+        "to replay them again, name their ids or run `irules replay --retry-failed`"
+    )
+
+
+def _replay_candidates(backend, retry_failed: bool) -> tuple[list[int], list[int]]:
+    """Return the ids that a replay without ids tries and those it skips because their last replay failed, oldest first."""
+    from runtime.dead_letters import LIST_LIMIT_MAX
+
+    chosen: list[int] = []
+    skipped: list[int] = []
+    before = None
+    while True:
+        page = backend.dead_letters(None, ("pending", "failed"), LIST_LIMIT_MAX, before)
+        for row in page:
+            (skipped if row.get("state") == "failed" and not retry_failed else chosen).append(row["id"])
+        if len(page) < LIST_LIMIT_MAX:
+            return sorted(chosen), sorted(skipped)
+        before = page[-1]["id"]
+
+
+def _each(backend, numbers: list[int], operation) -> tuple[list[dict[str, Any]], str | None]:
+    """Run `operation` on each id in turn and close the backend; stop at the first error and return it with the results so far."""
+    from runtime.client import BackendError
+
+    results: list[dict[str, Any]] = []
     try:
-        numbers = list(
-            ids
-            or [
-                row["id"]
-                for row in backend.dead_letters(None)
-                if not row["replayed_at"] and row["status"] not in UNTRUSTED_STATUSES
-            ]
-        )
-        results = [backend.replay(number) for number in sorted(numbers)]
+        for number in numbers:
+            results.append(operation(number))
     except BackendError as error:
-        _fail(str(error))
+        return results, str(error)
     finally:
         backend.close()
+    return results, None
+
+
+def _print_outcomes(results: list[dict[str, Any]], output: OutputFormat) -> None:
     if output is OutputFormat.JSON:
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            print(
-                f"dead letter {result['id']}: {result['outcome']}"
-                + (f" ({result.get('detail')})" if result.get("detail") else "")
-            )
-        if not results:
-            print("no dead letters to replay")
-    raise typer.Exit(EXIT_PROBLEMS if any(result["outcome"] == "failed" for result in results) else EXIT_OK)
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return
+    for result in results:
+        detail = f" ({_printable(result['detail'])})" if result.get("detail") else ""
+        print(f"dead letter {result['id']}: {result['outcome']}{detail}")
 
 
 def notifications_command(
@@ -549,8 +771,8 @@ def notifications_command(
     if output is OutputFormat.JSON:
         print(json.dumps(rows, indent=2))
         return
-    if rows:
-        print(f"{'ID':>6}  {'CREATED':<19}  {'INCIDENT':<16} {'EVENT':<12} {'CHANNEL':<10} {'STATUS':<10} TRIES  DETAIL")
+    # The header comes even without rows, as in `incidents list`, so an empty outbox shows as empty.
+    print(f"{'ID':>6}  {'CREATED (UTC)':<19}  {'INCIDENT':<16} {'EVENT':<12} {'CHANNEL':<10} {'STATUS':<10} TRIES  DETAIL")
     for row in rows:
         print(
             f"{row['id']:>6}  {row['created_at'][:19]}  {row['incident'] or '-':<16} {row['event']:<12} {row['channel']:<10} "

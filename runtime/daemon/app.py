@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from compiler.ir import BUILTIN_SOURCES
@@ -444,7 +444,12 @@ def _authorised(request: Request) -> bool:
     return given.startswith("Bearer ") and hmac.compare_digest(given.removeprefix("Bearer ").encode(), token.encode())
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, *fields: str) -> dict[str, Any]:
+    """Return the request's JSON object, which may hold `actor` and `fields`; another field gets a 400.
+
+    A misspelt field would otherwise be ignored without a word, such as `by` for `actor`,
+    which records the change as made by `api`.
+    """
     raw = await request.body()
     if not raw:
         return {}
@@ -454,6 +459,13 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise incident_ops.IncidentError(f"request body is not valid JSON: {error}", status=400) from error
     if not isinstance(data, dict):
         raise incident_ops.IncidentError("request body must be a JSON object", status=400)
+    allowed = {"actor", *fields}
+    unknown = sorted(name for name in data if name not in allowed)
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        raise incident_ops.IncidentError(
+            f"unknown field {names} in the request body; this request takes {', '.join(sorted(allowed))}", status=400
+        )
     return data
 
 
@@ -534,16 +546,20 @@ def _now() -> datetime.datetime:
 
 @api
 async def list_incidents(request: Request, daemon: Daemon) -> Response:
+    """List incidents; an unknown `status` or `severity` gets 400 with the valid values, not an empty list."""
     query = request.query_params
     try:
         limit = min(int(query.get("limit", "100")), 1000)
     except ValueError as error:
         raise incident_ops.IncidentError("`limit` must be a whole number", status=400) from error
+    statuses, severities = query.getlist("status"), query.getlist("severity")
+    incident_ops.check_filter("status", statuses, open_hint="open=true")
+    incident_ops.check_filter("severity", severities)
     rows = await anyio.to_thread.run_sync(
         lambda: incident_ops.list_incidents(
             daemon.store,
-            status=query.getlist("status"),
-            severity=query.getlist("severity"),
+            status=statuses,
+            severity=severities,
             team=query.get("team"),
             service=query.get("service"),
             open_only=query.get("open") in ("1", "true", "yes"),
@@ -611,7 +627,7 @@ def _moment_parameter(request: Request, name: str) -> datetime.datetime:
 @api
 @one_transaction
 async def create_incident(request: Request, daemon: Daemon) -> Response:
-    body = await _json_body(request)
+    body = await _json_body(request, "title", "services", "severity", "team")
     title = _text(body, "title", required=True)
     services = body.get("services") or []
     if not isinstance(services, list) or not all(isinstance(item, str) for item in services):
@@ -645,7 +661,7 @@ async def _change(request: Request, daemon: Daemon, change: incident_ops.Change,
 @api
 @one_transaction
 async def patch_incident(request: Request, daemon: Daemon) -> Response:
-    body = await _json_body(request)
+    body = await _json_body(request, "status", "assignee", "severity", "note")
     change = incident_ops.Change(
         status=_text(body, "status"), assignee=_text(body, "assignee"), severity=_text(body, "severity"), note=_text(body, "note")
     )
@@ -666,14 +682,14 @@ async def acknowledge_incident(request: Request, daemon: Daemon) -> Response:
 @api
 @one_transaction
 async def assign_incident(request: Request, daemon: Daemon) -> Response:
-    body = await _json_body(request)
+    body = await _json_body(request, "assignee")
     return await _change(request, daemon, incident_ops.Change(assignee=_text(body, "assignee", required=True)), body)
 
 
 @api
 @one_transaction
 async def set_status(request: Request, daemon: Daemon) -> Response:
-    body = await _json_body(request)
+    body = await _json_body(request, "status", "note")
     change = incident_ops.Change(status=_text(body, "status", required=True), note=_text(body, "note"))
     return await _change(request, daemon, change, body)
 
@@ -681,14 +697,14 @@ async def set_status(request: Request, daemon: Daemon) -> Response:
 @api
 @one_transaction
 async def resolve_incident(request: Request, daemon: Daemon) -> Response:
-    body = await _json_body(request)
+    body = await _json_body(request, "note")
     return await _change(request, daemon, incident_ops.Change(status="resolved", note=_text(body, "note")), body)
 
 
 @api
 @one_transaction
 async def close_incident(request: Request, daemon: Daemon) -> Response:
-    body = await _json_body(request)
+    body = await _json_body(request, "note")
     return await _change(request, daemon, incident_ops.Change(status="closed", note=_text(body, "note")), body)
 
 
@@ -751,7 +767,7 @@ async def show_run(request: Request, daemon: Daemon) -> Response:
 async def decide_step(request: Request, daemon: Daemon) -> Response:
     from runtime.runbooks import runs
 
-    body = await _json_body(request)
+    body = await _json_body(request, "answer", "note")
     number = _run_number(request)
     answer = _text(body, "answer", required=True) or ""
     actor = _actor(request, body)
@@ -765,7 +781,7 @@ async def decide_step(request: Request, daemon: Daemon) -> Response:
 async def remediate_incident(request: Request, daemon: Daemon) -> Response:
     from runtime.runbooks import runs
 
-    body = await _json_body(request)
+    body = await _json_body(request, "runbook", "auto_approve_safe")
     reference = request.path_params["incident"]
     actor = _actor(request, body)
     policy = daemon.rules.current()
@@ -780,34 +796,120 @@ async def remediate_incident(request: Request, daemon: Daemon) -> Response:
 
 @api
 async def list_dead_letters(request: Request, daemon: Daemon) -> Response:
+    """List dead letters newest first; filters `source`, `state` (repeatable), `before` (an id) and `limit`."""
     from runtime import dead_letters
 
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", "100"))
+        before = int(query["before"]) if "before" in query else None
+    except ValueError as error:
+        raise incident_ops.IncidentError("`limit` and `before` must be whole numbers", status=400) from error
+    if limit < 1:
+        raise incident_ops.IncidentError(f"`limit` must be at least 1, not {limit}", status=400)
+    states = query.getlist("state") or None
     rows = await anyio.to_thread.run_sync(
-        lambda: dead_letters.list_dead_letters(daemon.store, source=request.query_params.get("source"))
+        lambda: dead_letters.list_dead_letters(
+            daemon.store,
+            source=query.get("source"),
+            states=states,
+            before=before,
+            limit=min(limit, dead_letters.LIST_LIMIT_MAX),
+        )
     )
     return JSONResponse({"dead_letters": rows})
+
+
+def _dead_letter_number(request: Request) -> int:
+    try:
+        return int(request.path_params["dead_letter"])
+    except ValueError as error:
+        raise incident_ops.IncidentError("dead letter ids are whole numbers", status=400) from error
 
 
 @api
 async def replay_dead_letter(request: Request, daemon: Daemon) -> Response:
     from runtime import dead_letters
 
-    try:
-        number = int(request.path_params["dead_letter"])
-    except ValueError as error:
-        raise incident_ops.IncidentError("dead letter ids are whole numbers", status=400) from error
+    number = _dead_letter_number(request)
     policy = daemon.rules.current()
     result = await anyio.to_thread.run_sync(lambda: dead_letters.replay(daemon.store, policy.ruleset, number, _now()))
     daemon.wake_pipeline()
     return JSONResponse(result)
 
 
+@api
+@one_transaction
+async def dismiss_dead_letter(request: Request, daemon: Daemon) -> Response:
+    from runtime import dead_letters
+
+    number = _dead_letter_number(request)
+    body = await _json_body(request, "reason")
+    reason, actor = _text(body, "reason"), _actor(request, body)
+    result = await anyio.to_thread.run_sync(lambda: dead_letters.dismiss(daemon.store, number, reason, actor, _now()))
+    return JSONResponse(result)
+
+
 async def _http_error(request: Request, error: Exception) -> Response:
-    """Return Starlette's own errors (no such path, wrong method) in the API's JSON form."""
+    """Return Starlette's own errors (no such path, wrong method) in the API's JSON form; a 405 keeps its `Allow` header."""
     assert isinstance(error, HTTPException)
-    return JSONResponse(
-        {"error": f"{error.detail}: {request.method} {request.url.path}"}, status_code=error.status_code, headers=error.headers
-    )
+    reason = f"{error.detail}: {request.method} {request.url.path}"
+    headers = error.headers
+    if error.status_code == 404:
+        root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+        reason += f"; see {root}/openapi.json for the HTTP API and {root}/ui/ for the web view"
+    elif error.status_code == 405:
+        headers = {**(headers or {}), **_allow_header(request)}
+    return JSONResponse({"error": reason}, status_code=error.status_code, headers=headers)
+
+
+def _allow_header(request: Request) -> dict[str, str]:
+    """Return an `Allow` header with the methods of every route at the path of a request that got 405.
+
+    Starlette's own header names only the methods of the first route at the path, but
+    some paths have one route per method, such as `GET` and `PATCH /api/v1/incidents/{incident}`.
+    """
+    matched = request.scope.get("route")
+    siblings = _routes_holding(request.app.routes, matched) if isinstance(matched, Route) else None
+    if siblings is None:
+        return {}
+    methods = {
+        method for route in siblings if isinstance(route, Route) and route.path == matched.path for method in route.methods or ()
+    }
+    return {"Allow": ", ".join(sorted(methods))}
+
+
+def _routes_holding(routes: list[BaseRoute], target: BaseRoute) -> list[BaseRoute] | None:
+    """Return the list of routes, at the top or in a `Mount` such as the web view's, that contains `target`."""
+    if any(route is target for route in routes):
+        return routes
+    for route in routes:
+        if isinstance(route, Mount):
+            found = _routes_holding(route.routes, target)
+            if found is not None:
+                return found
+    return None
+
+
+# Prefixes of the daemon's own endpoints. The compiler rejects a custom source's path
+# under them (IR0716), so requests there never go to `custom_path_hook`.
+OWN_PREFIXES = ("/api/", "/slack/", "/ui/")
+
+
+class CustomSourceRoute(Route):
+    """The route to `custom_path_hook`: `POST` and `PUT` on any path outside `OWN_PREFIXES`, tried after every other route.
+
+    A plain catch-all `Route` matches other methods partially, so Starlette would respond
+    to a `GET` of an unknown path with 405. This route does not match them at all: an
+    unknown path gets 404, and a known path with a wrong method gets 405 from its own
+    route, with an `Allow` header.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.FULL or f"/{child_scope['path_params']['path']}".startswith(OWN_PREFIXES):
+            return Match.NONE, {}
+        return match, child_scope
 
 
 def build_app(daemon: Daemon) -> DaemonApp:
@@ -832,6 +934,7 @@ def build_app(daemon: Daemon) -> DaemonApp:
         Route("/api/v1/incidents/{incident}/close", close_incident, methods=["POST"]),
         Route("/api/v1/dead-letters", list_dead_letters, methods=["GET"]),
         Route("/api/v1/dead-letters/{dead_letter}/replay", replay_dead_letter, methods=["POST"]),
+        Route("/api/v1/dead-letters/{dead_letter}/dismiss", dismiss_dead_letter, methods=["POST"]),
         Route("/api/v1/notifications", list_notifications, methods=["GET"]),
         Route("/api/v1/runs", list_runs, methods=["GET"]),
         Route("/api/v1/runs/{run}", show_run, methods=["GET"]),
@@ -844,11 +947,14 @@ def build_app(daemon: Daemon) -> DaemonApp:
 
         routes += slack_routes(daemon.slack_bot)
     from runtime.web import web_routes
+    from runtime.web.routes import to_list
 
+    # The web view is the daemon's front page, so a browser opening the bare address lands on it.
+    routes.append(Route("/", to_list, methods=["GET"]))
     routes += web_routes()
     # Custom sources may declare a path of their own, such as `/webhooks/ci`; the path is
     # looked up in the ruleset in force at request time, so a reload can add one.
-    routes.append(Route("/{path:path}", custom_path_hook, methods=["POST", "PUT"]))
+    routes.append(CustomSourceRoute("/{path:path}", custom_path_hook, methods=["POST", "PUT"]))
     app = DaemonApp(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.daemon = daemon
     return app

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from compiler.expr import SEVERITY_LEVELS
+from runtime.incidents import STATUSES
+
 _ERROR = {
     "type": "object",
     "properties": {"error": {"type": "string"}, "dead_letter": {"type": "integer"}},
@@ -16,9 +19,12 @@ _INCIDENT = {
         "id": {"type": "string", "examples": ["INC-2026-0042"]},
         "number": {"type": "integer"},
         "title": {"type": "string"},
-        "status": {"enum": ["detected", "triaged", "investigating", "mitigating", "resolved", "closed"]},
-        "severity": {"type": ["string", "null"], "enum": ["critical", "high", "medium", "low", None]},
-        "severity_source": {"type": ["string", "null"], "description": "rule, source, fallback, classify or person"},
+        "status": {"enum": list(STATUSES)},
+        "severity": {"type": ["string", "null"], "enum": [*SEVERITY_LEVELS, None]},
+        "severity_source": {
+            "type": ["string", "null"],
+            "description": "What set the severity: rule, fallback (of the severity rules), classifier, source or person",
+        },
         "team": {"type": ["string", "null"]},
         "services": {"type": "array", "items": {"type": "string"}},
         "receivers": {"type": "array", "items": {"type": "string"}},
@@ -33,6 +39,45 @@ _INCIDENT = {
         "resolved_at": {"type": ["string", "null"], "format": "date-time"},
         "closed_at": {"type": ["string", "null"], "format": "date-time"},
     },
+}
+
+_DATE_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+
+_DEAD_LETTER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "source": {"type": "string"},
+        "received_at": {"type": "string", "format": "date-time"},
+        "status": {"type": "integer", "description": "The HTTP status the request was rejected with"},
+        "reason": {"type": "string"},
+        "size": {"type": "integer", "description": "Bytes of the stored body"},
+        "body_truncated": {"type": "boolean"},
+        "state": {
+            "enum": ["pending", "failed", "replayed", "dismissed", "untrusted"],
+            "description": "`failed`: the latest replay failed. `untrusted`: rejected before the sender was authenticated, "
+            "so never replayed",
+        },
+        "replayed_at": _DATE_TIME_OR_NULL,
+        "replay_attempted_at": {**_DATE_TIME_OR_NULL, "description": "When the latest replay ran"},
+        "replay_status": {"type": ["integer", "null"], "description": "The HTTP status the latest replay failed with"},
+        "replay_outcome": {"type": ["string", "null"], "description": "The latest replay's outcome or failure reason"},
+        "payload_id": {"type": ["integer", "null"], "description": "The payload a successful replay stored"},
+        "dismissed_at": _DATE_TIME_OR_NULL,
+        "dismissed_by": {"type": ["string", "null"]},
+        "dismiss_reason": {"type": ["string", "null"]},
+    },
+}
+
+_DEAD_LETTER_ACTION = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "outcome": {"type": "string"},
+        "detail": {"type": ["string", "null"]},
+        "payload_id": {"type": ["integer", "null"]},
+    },
+    "required": ["id", "outcome"],
 }
 
 _NODE = {
@@ -194,6 +239,13 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "irules daemon", "version": __version__},
         "paths": {
+            "/": {
+                "get": {
+                    "summary": "Redirect to the web view at `/ui/`",
+                    "security": [],
+                    "responses": {"307": {"description": "Redirect to `/ui/`"}},
+                }
+            },
             "/hooks/{source}": {
                 "post": {
                     "summary": "Receive a webhook from alertmanager, cloudwatch, azure, grafana or a custom source",
@@ -252,8 +304,19 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "List incidents, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
-                        {"name": "severity", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "array", "items": {"enum": list(STATUSES)}},
+                            "description": "Any of these statuses; another value gets 400. `open=true` selects "
+                            "the statuses before `resolved`.",
+                        },
+                        {
+                            "name": "severity",
+                            "in": "query",
+                            "schema": {"type": "array", "items": {"enum": list(SEVERITY_LEVELS)}},
+                            "description": "Any of these severities; another value gets 400",
+                        },
                         {"name": "team", "in": "query", "schema": {"type": "string"}},
                         {"name": "service", "in": "query", "schema": {"type": "string"}},
                         {"name": "open", "in": "query", "schema": {"type": "boolean"}},
@@ -277,7 +340,7 @@ def openapi_document() -> dict[str, Any]:
                                     "required": ["title"],
                                     "properties": {
                                         "title": {"type": "string"},
-                                        "severity": {"enum": ["critical", "high", "medium", "low"]},
+                                        "severity": {"enum": list(SEVERITY_LEVELS)},
                                         "services": {"type": "array", "items": {"type": "string"}},
                                         "team": {"type": "string"},
                                         "actor": {"type": "string"},
@@ -360,15 +423,81 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/dead-letters": {
                 "get": {
                     "summary": "Requests and events that did not become alerts, newest first",
-                    "parameters": [{"name": "source", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "Dead letters"}, **_errors(401)},
+                    "parameters": [
+                        {"name": "source", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "description": "Only letters in these states; repeat for several. All states when left out",
+                            "schema": {"type": "array", "items": _DEAD_LETTER["properties"]["state"]},
+                            "style": "form",
+                            "explode": True,
+                        },
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "description": "Only ids below this one, to page back from the last id of the previous page",
+                            "schema": {"type": "integer"},
+                        },
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    ],
+                    "responses": {
+                        "200": _json_response(
+                            "Dead letters",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}
+                                },
+                            },
+                        ),
+                        **_errors(400, 401),
+                    },
                 }
             },
             "/api/v1/dead-letters/{dead_letter}/replay": {
                 "post": {
                     "summary": "Feed a dead letter through the current rules again",
-                    "parameters": [{"name": "dead_letter", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                    "responses": {"200": {"description": "The replay's outcome"}, **_errors(400, 401, 404)},
+                    "description": "Tries every named letter, including failed and dismissed ones, except those rejected "
+                    "before the sender was authenticated.",
+                    "parameters": [{"$ref": "#/components/parameters/DeadLetter"}],
+                    "responses": {
+                        "200": _json_response(
+                            "The replay's outcome: `replayed`, `already replayed`, `failed` or `skipped`",
+                            {"$ref": "#/components/schemas/DeadLetterAction"},
+                        ),
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
+            "/api/v1/dead-letters/{dead_letter}/dismiss": {
+                "post": {
+                    "summary": "Dismiss a dead letter: bulk replays and the default listing leave it out, its row stays",
+                    "parameters": [{"$ref": "#/components/parameters/DeadLetter"}],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "reason": {"type": "string", "description": "Why it will not be replayed"},
+                                        "actor": {
+                                            "type": "string",
+                                            "description": "Who acts; defaults to the X-Irules-Actor header, then `api`.",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json_response(
+                            "The outcome: `dismissed`, `already dismissed` or `already replayed` (then not dismissed)",
+                            {"$ref": "#/components/schemas/DeadLetterAction"},
+                        ),
+                        **_errors(400, 401, 404),
+                    },
                 }
             },
             "/slack/events": _slack_route("Slack Events API: `url_verification` and `app_mention` commands", "application/json"),
@@ -472,6 +601,8 @@ def openapi_document() -> dict[str, Any]:
                 "TimelineEntry": _TIMELINE_ENTRY,
                 "Status": _STATUS,
                 "Node": _NODE,
+                "DeadLetter": _DEAD_LETTER,
+                "DeadLetterAction": _DEAD_LETTER_ACTION,
                 **_report_schemas(),
             },
             "parameters": {
@@ -481,7 +612,8 @@ def openapi_document() -> dict[str, Any]:
                     "required": True,
                     "schema": {"type": "string"},
                     "description": "Incident id or number",
-                }
+                },
+                "DeadLetter": {"name": "dead_letter", "in": "path", "required": True, "schema": {"type": "integer"}},
             },
             "securitySchemes": {"api_token": {"type": "http", "scheme": "bearer"}},
         },

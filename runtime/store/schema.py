@@ -177,7 +177,10 @@ timeline = sa.Table(
 )
 
 # Requests and events that did not become alerts, with the reason, so nothing
-# that reached the daemon disappears without a trace.
+# that reached the daemon disappears without a trace. `replay_outcome` and
+# `replay_attempted_at` describe the latest replay, and `replay_status` is the
+# HTTP status it failed with. `replayed_at` and `payload_id` are set once a
+# replay succeeds. A dismissed letter is kept until retention deletes it.
 dead_letters = sa.Table(
     "dead_letters",
     metadata,
@@ -192,6 +195,11 @@ dead_letters = sa.Table(
     sa.Column("payload_id", sa.Integer, nullable=True),
     sa.Column("replayed_at", UtcDateTime, nullable=True),
     sa.Column("replay_outcome", sa.Text, nullable=True),
+    sa.Column("replay_attempted_at", UtcDateTime, nullable=True),
+    sa.Column("replay_status", sa.Integer, nullable=True),
+    sa.Column("dismissed_at", UtcDateTime, nullable=True),
+    sa.Column("dismissed_by", sa.String(200), nullable=True),
+    sa.Column("dismiss_reason", sa.Text, nullable=True),
     sa.Index("ix_dead_letters_received_at", "received_at"),
 )
 

@@ -219,7 +219,7 @@ def test_newer_schema_stops_start(tmp_path: Path, postgres: PrivatePostgres, dat
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"irules: the database {database_url} has schema revision 9999, which this irules does not know "
-        "(its newest is 0009): a newer irules migrated it. Run that version or a newer one on this database"
+        "(its newest is 0010): a newer irules migrated it. Run that version or a newer one on this database"
     )
 
 

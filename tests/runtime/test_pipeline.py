@@ -501,7 +501,7 @@ def test_store_schema_matches_migrations(store: Store) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
-    assert store.schema_revision() == "0009"
+    assert store.schema_revision() == "0010"
 
 
 def _grouping(store: Store) -> list[tuple[str, str, list[str]]]:
