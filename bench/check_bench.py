@@ -132,6 +132,10 @@ def _settings_and_defaults() -> str:
         '  external_url "https://alertmanager.example.com"\n'
         '  incident_url "https://incidents.example.com"\n'
         '  secrets_dir  "/etc/alertmanager/secrets"\n'
+        # The Alertmanager target needs these for the teams' email and Slack channels, and
+        # `irules check` reports what the target would reject.
+        '  smtp "smtp.example.com:587" from "alerts@example.com"\n'
+        '  slack_api_url secret("SLACK_API_URL")\n'
         "}\n\n"
         "defaults {\n"
         "  group_by        [alertname, cluster, service]\n"

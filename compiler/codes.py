@@ -3,7 +3,7 @@
 `irules codes CODE` prints the explanation. Ranges: IR01xx syntax, IR02xx
 names, IR03xx values, IR04xx routing, IR05xx runbooks, IR06xx safety, IR07xx
 expressions, IR08xx templates, IR09xx unused or unreachable declarations,
-IR10xx files.
+IR10xx files, IR11xx tests and scenarios, IR12xx artifacts.
 """
 
 from __future__ import annotations
@@ -106,6 +106,15 @@ CODES: dict[str, Code] = {
         "no rules files",
         "The folder holds no file ending in `.irules`, searched recursively. irules reads\n"
         "every `.irules` file below the folder it is given as one project.",
+    ),
+    "IR1201": Code(
+        "the artifacts cannot be generated",
+        "The rules pass every check, but a target cannot turn them into its artifact,\n"
+        "so `irules compile` would stop. Examples: an `email` channel while `settings`\n"
+        "has no `smtp` server with a `from` address; a `slack` channel without `url`\n"
+        "while `settings` has no `slack_api_url`; a channel that only the daemon can\n"
+        "deliver (`sms`, a `pagerduty` channel with only an `escalation_policy`) while\n"
+        "`settings` has no `daemon_url`. The message names what to set.",
     ),
 }
 

@@ -18,4 +18,13 @@ class CompileFailed(IrulesError):
 
 
 class TargetError(IrulesError):
-    """An artifact could not be produced from a ruleset that passed the checker."""
+    """An artifact could not be produced from a ruleset that passed the checker.
+
+    `receiver` names the receiver or team at fault and `channel` the kind of its
+    channel, when the problem has one, so that `irules check` can point at it.
+    """
+
+    def __init__(self, message: str, *, receiver: str | None = None, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.receiver = receiver
+        self.channel = channel

@@ -63,6 +63,9 @@ def check(
         from compiler.diagnostics import render_json, render_text
 
         result = check_path(path, env)
+        from targets.check import target_diagnostics
+
+        result.diagnostics.extend(target_diagnostics(result))
         if output_format is OutputFormat.JSON:
             sys.stdout.write(render_json(result.diagnostics))
         elif result.diagnostics:

@@ -304,7 +304,9 @@ def _slack(channel: ir.Channel, receiver: str, settings: ir.Settings) -> dict[st
         raise TargetError(
             f"receiver `{receiver}` has a `slack` channel without `url`, and `settings` has no `slack_api_url`; "
             "Alertmanager needs the URL of a Slack incoming webhook to post, so set `slack_api_url` in `settings` "
-            'or `url secret("NAME")` on the channel'
+            'or `url secret("NAME")` on the channel',
+            receiver=receiver,
+            channel="slack",
         )
     return config
 
@@ -316,7 +318,9 @@ def _require_daemon(receiver: ir.Receiver, channel: ir.Channel, settings: ir.Set
     raise TargetError(
         f"receiver `{receiver.name}` has {_article(channel.kind)} `{channel.kind}` channel that {_daemon_reason(channel, version)}, "
         "and `settings` has no `daemon_url` through which the irules daemon could deliver it; "
-        "set `daemon_url` in `settings`"
+        "set `daemon_url` in `settings`",
+        receiver=receiver.name,
+        channel=channel.kind,
     )
 
 
@@ -353,7 +357,9 @@ def _check_email(receivers: list[ir.Receiver], settings: ir.Settings) -> None:
         if any(channel.kind == "email" for channel in receiver.channels):
             raise TargetError(
                 f"receiver `{receiver.name}` has an `email` channel, but {missing}; Alertmanager needs a smarthost "
-                'and a sender to send email, such as `smtp "smtp.example.com:587" from "alerts@example.com"`'
+                'and a sender to send email, such as `smtp "smtp.example.com:587" from "alerts@example.com"`',
+                receiver=receiver.name,
+                channel="email",
             )
 
 

@@ -28,6 +28,22 @@ def render_all(ruleset: ir.Ruleset) -> dict[str, str]:
         return _render(ruleset)
 
 
+def check_targets(ruleset: ir.Ruleset) -> None:
+    """Render every target that can reject a ruleset, and keep nothing, so `irules check` finds what `compile` would.
+
+    Raises:
+        compiler.errors.TargetError: an artifact cannot be produced from this ruleset.
+    """
+    with collector_paused():
+        alertmanager.render(ruleset)
+        pagerduty.render(ruleset)
+        if ruleset.slack is not None:
+            from targets import slack_blocks, slack_manifest
+
+            slack_manifest.render(ruleset)
+            slack_blocks.render(ruleset)
+
+
 def _render(ruleset: ir.Ruleset) -> dict[str, str]:
     artifacts = {
         "alertmanager.yml": alertmanager.render(ruleset),

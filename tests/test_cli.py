@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Each test starts a Python interpreter, which took about half a second on a 2-core test machine.
 pytestmark = pytest.mark.slow
 
-CLEAN = 'team ops {\n  slack "#ops"\n}\n\nroute {\n  receiver ops\n}\n'
+CLEAN = 'team ops {\n  slack "#ops" url secret("SLACK_OPS_WEBHOOK")\n}\n\nroute {\n  receiver ops\n}\n'
 UNKNOWN_RECEIVER = 'team ops {\n  slack "#ops"\n}\n\nroute {\n  receiver ops\n  match severity = "critical" -> opz\n}\n'
 TWO_SYNTAX_ERRORS = 'team ops {\n  slack "#ops" template\n}\n\nservice api {\n  tier\n}\n'
 
