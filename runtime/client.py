@@ -312,8 +312,9 @@ class RemoteBackend:
         if "authorization" not in {name.lower() for name in headers}:
             request.headers.pop("authorization", None)
         hint = (
-            f"source {source} authenticates its webhooks itself: set IRULES_HOOK_TOKEN to its bearer token, "
-            "or pass its header with --header 'NAME: VALUE' (a signature for an HMAC source)"
+            f"source {source} checks its own credentials, not IRULES_API_TOKEN: pass the header it expects with "
+            "--header 'NAME: VALUE' (for an HMAC source, the signature of the file with its prefix), "
+            "or set IRULES_HOOK_TOKEN to its bearer token"
         )
         return self._send(request, {401: hint, 403: hint})
 

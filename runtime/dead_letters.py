@@ -27,6 +27,7 @@ from runtime.ingest import receive
 from runtime.pipeline import UNTRUSTED_STATUSES, accept
 from runtime.secrets import Secrets
 from runtime.sources.base import Inbound, Rejected
+from runtime.sources.payload import FORM_TYPES
 from runtime.store import Store
 from runtime.store.schema import dead_letters
 
@@ -111,7 +112,7 @@ def replay(store: Store, ruleset: ir.Ruleset, number: int, now: datetime.datetim
         return {"id": number, "outcome": "already replayed", "payload_id": row["payload_id"]}
     if row["body_truncated"]:
         return _record_failure(store, number, now, None, "the stored body was cut at the size limit; it cannot be replayed")
-    inbound = Inbound(bytes(row["body"]), dict(row["headers"]), now)
+    inbound = Inbound(bytes(row["body"]), _replayed_headers(row["headers"]), now)
     try:
         accepted = receive(row["source"], inbound, ruleset, Secrets(None), check_auth=False, replay_of=number)
     except Rejected as rejected:
@@ -123,6 +124,19 @@ def replay(store: Store, ruleset: ir.Ruleset, number: int, now: datetime.datetim
     )
     log.info("dead letter %d replayed as payload %d with %d alerts", number, payload_id, len(accepted.outcome.alerts))
     return {"id": number, "outcome": "replayed", "detail": outcome, "payload_id": payload_id}
+
+
+def _replayed_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Return the stored headers without a form Content-Type, so that a replay reads the body as the JSON it should be.
+
+    A webhook posted as a form (curl's default without `-H "Content-Type: ..."`) got
+    415 to show the sender its mistake; replaying it means to take the body as JSON.
+    """
+    return {
+        name: value
+        for name, value in headers.items()
+        if not (name.lower() == "content-type" and value.split(";")[0].strip().lower() in FORM_TYPES)
+    }
 
 
 def _record_failure(store: Store, number: int, now: datetime.datetime, status: int | None, outcome: str) -> dict[str, Any]:
@@ -157,13 +171,13 @@ def dismiss(store: Store, number: int, reason: str | None, actor: str, now: date
             return {
                 "id": number,
                 "outcome": "already replayed",
-                "detail": f"replayed as payload {row['payload_id']} at {row['replayed_at'].isoformat()}; it was not dismissed",
+                "detail": f"replayed as payload {row['payload_id']} at {row['replayed_at']:%Y-%m-%d %H:%M} UTC; it was not dismissed",
             }
         if row["dismissed_at"] is not None:
             return {
                 "id": number,
                 "outcome": "already dismissed",
-                "detail": f"dismissed at {row['dismissed_at'].isoformat()} by {row['dismissed_by']}",
+                "detail": f"dismissed at {row['dismissed_at']:%Y-%m-%d %H:%M} UTC by {row['dismissed_by']}",
             }
         connection.execute(
             dead_letters.update()

@@ -28,7 +28,7 @@ def test_readme_first_command(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "runtime.cli", *argv[1:]], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "payload 1 from alertmanager: alerts, 1 alerts"
+    assert lines[0] == "payload 1 from alertmanager: alerts, 1 alert"
     assert re.fullmatch(r"INC-\d{4}-0001  APIHighLatency: p99 latency of the public API above 800 ms", lines[1])
     assert "  severity: high (set by a severity rule)" in lines
     assert "  team: application" in lines

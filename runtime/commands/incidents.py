@@ -138,12 +138,20 @@ def _valid_values(name: str, open_hint: str | None = None):
 
 
 def _actor(given: str | None) -> str:
+    """Return `--as`, else the login name: of the terminal, else of LOGNAME or USER, else of the process's user."""
     if given:
         return given
     try:
         return os.getlogin()
     except OSError:
-        return os.environ.get("USER", "cli")
+        pass
+    import getpass
+
+    try:
+        # Reads LOGNAME, USER, LNAME and USERNAME, then the password database, so cron and CI jobs get a name too.
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 def _run(backend, operation, *args):
@@ -300,7 +308,9 @@ def _handle_remote(
         try:
             source = detect(Inbound(body, headers))
         except Rejected as rejected:
-            _fail(f"cannot tell the payload's source: {rejected.reason}; pass --source", EXIT_USAGE)
+            # The daemon's reason ends with advice for senders; the CLI names its own option instead.
+            reason = rejected.reason.removesuffix("; name the source explicitly")
+            _fail(f"cannot tell the payload's source: {reason}; pass --source NAME", EXIT_USAGE)
     token = os.environ.get("IRULES_HOOK_TOKEN")
     if token and "authorization" not in headers:
         headers["authorization"] = f"Bearer {token}"
@@ -315,7 +325,7 @@ def _handle_remote(
     if output is OutputFormat.JSON:
         print(json.dumps(result, indent=2))
     else:
-        print(f"stored as payload {result['payload_id']} ({result['kind']}, {result['alerts']} alerts)")
+        print(f"stored as payload {result['payload_id']} ({result['kind']}, {_count(result['alerts'], 'alert')})")
 
 
 def _handle_local(backend, source: str | None, body: bytes, headers: dict[str, str], output: OutputFormat) -> None:
@@ -373,7 +383,8 @@ def _handle_local(backend, source: str | None, body: bytes, headers: dict[str, s
             )
         )
         return
-    print(f"payload {payload_id} from {accepted.source}: {accepted.outcome.kind}, {len(accepted.outcome.alerts)} alerts")
+    alerts = _count(len(accepted.outcome.alerts), "alert")
+    print(f"payload {payload_id} from {accepted.source}: {accepted.outcome.kind}, {alerts}")
     for row in shown:
         _print_incident(row, OutputFormat.TEXT)
 
@@ -617,6 +628,11 @@ def _replay_cell(row: dict[str, Any]) -> str:
             return "pending"
 
 
+def _count(number: int, noun: str) -> str:
+    """Return `1 alert` or `3 alerts`."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _minute(moment: str) -> str:
     """Return an ISO 8601 time as `2026-12-05 17:50`, like the other tables of the CLI."""
     return moment[:16].replace("T", " ")
@@ -709,7 +725,7 @@ def _skipped_summary(skipped: list[int]) -> str:
     letters = "dead letter" if len(skipped) == 1 else "dead letters"
     return (
         f"skipped {len(skipped)} {letters} whose last replay failed ({listed_ids}); "
-        "to replay them again, name their ids or run `irules replay --retry-failed`"
+        f"to replay {'it' if len(skipped) == 1 else 'them'} again, name the ids or run `irules replay --retry-failed`"
     )
 
 

@@ -16,7 +16,7 @@ from runtime.sources.base import Inbound, Rejected
 
 _BOM = b"\xef\xbb\xbf"
 # Content types that show the sender posts a form, not JSON: a misconfigured sender, so 415.
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _MAX_SHOWN = 60
 # Characters that a database or a log line cannot carry: NUL and the halves of a surrogate
 # pair, which JSON's `\u` escapes can produce without a partner.
@@ -40,7 +40,7 @@ def check_content(inbound: Inbound, *, any_content_type: bool = False) -> None:
     if any_content_type:
         return
     content_type = (header(inbound, "content-type") or "").split(";")[0].strip().lower()
-    if content_type in _FORM_TYPES:
+    if content_type in FORM_TYPES:
         raise Rejected(415, f"unsupported Content-Type {shown(content_type)}: send the body as application/json")
 
 

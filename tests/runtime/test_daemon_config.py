@@ -150,8 +150,9 @@ def test_cli_names_the_source_auth_on_a_rejected_webhook() -> None:
 
     assert str(raised.value) == (
         "the daemon responded with HTTP 403: wrong signature in X-Signature-256; "
-        "source ci-webhook authenticates its webhooks itself: set IRULES_HOOK_TOKEN to its bearer token, "
-        "or pass its header with --header 'NAME: VALUE' (a signature for an HMAC source)"
+        "source ci-webhook checks its own credentials, not IRULES_API_TOKEN: pass the header it expects with "
+        "--header 'NAME: VALUE' (for an HMAC source, the signature of the file with its prefix), "
+        "or set IRULES_HOOK_TOKEN to its bearer token"
     )
     # The API token is not a webhook credential, so it is not sent to the source.
     assert seen == [None, "Bearer hook-token"]

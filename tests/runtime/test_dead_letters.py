@@ -125,6 +125,18 @@ def test_cut_body_fails_without_status(store: Store, ruleset: ir.Ruleset) -> Non
     assert letter["replay_outcome"] == "the stored body was cut at the size limit; it cannot be replayed"
 
 
+def test_form_posted_json_replays_as_json(store: Store, ruleset: ir.Ruleset) -> None:
+    # curl without -H "Content-Type: ..." posts JSON as a form, which got 415 to show the sender its mistake.
+    form = {"content-type": "application/x-www-form-urlencoded", "user-agent": "curl/8.5.0"}
+    with store.write() as connection:
+        number = insert_dead_letter(connection, "alertmanager", NOW - HOUR, 415, "unsupported Content-Type", two_alerts(), form)
+
+    result = dead_letters.replay(store, ruleset, number, NOW)
+
+    assert result["outcome"] == "replayed"
+    assert listed(store)[number]["replay_outcome"] == "replayed: 2 alerts"
+
+
 def test_successful_replay_clears_failure_status(store: Store, ruleset: ir.Ruleset) -> None:
     number = add_letter(store, two_alerts())
     with store.write() as connection:
@@ -243,7 +255,7 @@ def test_second_dismissal_keeps_first(store: Store) -> None:
     result = dead_letters.dismiss(store, number, "second", "bob", NOW + HOUR)
 
     assert result["outcome"] == "already dismissed"
-    assert result["detail"] == f"dismissed at {NOW.isoformat()} by alice"
+    assert result["detail"] == "dismissed at 2026-12-05 17:50 UTC by alice"
     letter = listed(store)[number]
     assert (letter["dismissed_at"], letter["dismissed_by"], letter["dismiss_reason"]) == (NOW.isoformat(), "alice", "first")
 
@@ -255,7 +267,7 @@ def test_replayed_letter_is_not_dismissed(store: Store, ruleset: ir.Ruleset) -> 
     result = dead_letters.dismiss(store, number, None, "alice", NOW + HOUR)
 
     assert result["outcome"] == "already replayed"
-    assert result["detail"] == f"replayed as payload {payload} at {NOW.isoformat()}; it was not dismissed"
+    assert result["detail"] == f"replayed as payload {payload} at 2026-12-05 17:50 UTC; it was not dismissed"
     letter = listed(store)[number]
     assert (letter["state"], letter["dismissed_at"]) == ("replayed", None)
 
@@ -389,7 +401,7 @@ def test_bulk_replay_skips_failed_letters(store: Store, local: list[str], rules:
     assert second.exit_code == 0, second.output
     assert second.stdout == (
         f"skipped 1 dead letter whose last replay failed ({malformed}); "
-        "to replay them again, name their ids or run `irules replay --retry-failed`\n"
+        "to replay it again, name the ids or run `irules replay --retry-failed`\n"
     )
     assert listed_by_cli(local)[malformed]["replay_attempted_at"] == attempted
 

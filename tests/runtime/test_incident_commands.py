@@ -294,3 +294,21 @@ def test_shown_alerts_and_timeline_line_up(capsys: pytest.CaptureFixture[str]) -
         "    2026-12-05 17:49:01  incident.detected      irules                 Detected",
         "    2026-12-05 17:50:02  incident.acknowledged  slack:U00000001 (zoe)  Acked",
     ]
+
+
+def test_actor_without_terminal_or_user_is_login_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import pwd
+
+    from runtime.commands.incidents import _actor
+
+    def no_terminal() -> str:
+        raise OSError("no controlling terminal")
+
+    monkeypatch.setattr(os, "getlogin", no_terminal)
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+
+    # A cron or CI job has neither a terminal nor USER, and its actions still name the account.
+    assert _actor(None) == pwd.getpwuid(os.getuid()).pw_name
+    assert _actor("alice") == "alice"
