@@ -214,8 +214,9 @@ class Escalation(StrictModel):
 
 
 class SourceAuth(StrictModel):
-    kind: str = Field(description="bearer, hmac or none")
-    secret: SecretRef | None = None
+    kind: str = Field(description="bearer, hmac, basic or none")
+    secret: SecretRef | None = Field(None, description="The token, HMAC key or, for basic, the password.")
+    user: str | None = Field(None, description="The user name of basic credentials.")
     header: str | None = None
     algorithm: str | None = None
     prefix: str | None = None

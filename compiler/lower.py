@@ -397,6 +397,9 @@ def _source(decl: ast.Source) -> ir.Source:
         elif prop.key in {"auth bearer", "auth hmac"}:
             options = {option.key: value(option.args[0]) for option in _props(prop.args[1:])}
             auth.append(ir.SourceAuth(kind=prop.key.split()[1], secret=value(prop.args[0]), **options))
+        elif prop.key == "auth basic":
+            options = {option.key: value(option.args[0]) for option in _props(prop.args)}
+            auth.append(ir.SourceAuth(kind="basic", user=options.get("user"), secret=options.get("password")))
         elif prop.key == "resolved when":
             resolved_when = expression(prop.args[0])
     mappings = {".".join(mapping.target.parts): expression(mapping.value) for mapping in decl.mappings}

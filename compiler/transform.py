@@ -30,6 +30,7 @@ MAX_NESTING = 64
 _KEY_OVERRIDES = {
     "src_auth_bearer": "auth bearer",
     "src_auth_hmac": "auth hmac",
+    "src_auth_basic": "auth basic",
     "src_auth_none": "auth none",
     "src_resolved_when": "resolved when",
 }
@@ -48,6 +49,7 @@ _PROPERTY_PREFIXES = (
     "esc_",
     "src_",
     "hmac_",
+    "basic_",
     "rb_",
     "st_",
     "http_",

@@ -222,8 +222,10 @@ def _label_paths(expr: ir.Expr) -> set[str]:
 def daemon_hook(ruleset: ir.Ruleset) -> dict[str, Any] | None:
     """Return the webhook config through which Alertmanager delivers to the irules daemon, or None without `daemon_url`.
 
-    When the rules give `source alertmanager` a bearer token, Alertmanager sends it from
-    the token's file in the secrets folder. Alertmanager cannot compute an HMAC, so an
+    When the rules give `source alertmanager` a bearer token or basic credentials,
+    Alertmanager sends them, reading the token or password from its file in the secrets
+    folder. Alertmanager accepts only one of `authorization` and `basic_auth`, so with
+    both declared the first one is sent. Alertmanager cannot compute an HMAC, so an
     `auth hmac` on that source is left to the checker to report.
     """
     settings = ruleset.settings
@@ -231,9 +233,15 @@ def daemon_hook(ruleset: ir.Ruleset) -> dict[str, Any] | None:
         return None
     hook: dict[str, Any] = {"url": settings.daemon_url.rstrip("/") + DAEMON_HOOK_PATH, "send_resolved": True}
     source = next((source for source in ruleset.sources if source.name == "alertmanager"), None)
-    bearer = next((auth for auth in source.auth if auth.kind == "bearer"), None) if source else None
-    if bearer is not None and bearer.secret is not None:
-        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": _secret_file(settings, bearer.secret)}}
+    methods = source.auth if source is not None else []
+    credentials = next((auth for auth in methods if auth.kind in ("bearer", "basic") and auth.secret is not None), None)
+    if credentials is None:
+        return hook
+    secret_file = _secret_file(settings, credentials.secret)
+    if credentials.kind == "bearer":
+        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": secret_file}}
+    else:
+        hook["http_config"] = {"basic_auth": {"username": credentials.user, "password_file": secret_file}}
     return hook
 
 

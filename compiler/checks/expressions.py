@@ -120,6 +120,16 @@ CODES = {
         "or `resolved when` belongs to a custom source with a name of its own, and\n"
         "`auth none` cannot be combined with another `auth`.",
     ),
+    "IR0717": Code(
+        "invalid `auth basic`",
+        '`auth basic user "NAME" password secret("SECRET")` accepts requests whose\n'
+        "`Authorization` header carries HTTP Basic credentials: `Basic` and the base64 of\n"
+        "`NAME:PASSWORD` (RFC 7617). It needs both `user` and `password`. The password is a\n"
+        "credential, so it must be a `secret(...)`, because a plain string would end up in\n"
+        "the compiled artifacts and in version control. The user name ends at the first `:`\n"
+        "of the credentials, so it cannot contain `:` or control characters. The password\n"
+        "may contain `:`.",
+    ),
     "IR0716": Code(
         "invalid path for a custom source",
         "A custom source receives at `/hooks/NAME`, or at the `path` it sets. That path\n"
@@ -196,8 +206,11 @@ def _check_source_settings(context: Context, decl: ast.Source) -> None:
                 "Alertmanager cannot sign its webhooks with an HMAC",
                 prop.key_span,
                 label="Alertmanager would be rejected",
-                help='use `auth bearer secret("...")`; the compiled alertmanager.yml then sends the token',
+                help='use `auth bearer secret("...")` or `auth basic user "..." password secret("...")`: '
+                "the compiled alertmanager.yml then sends those credentials",
             )
+        elif prop.key == "auth basic":
+            _check_basic_auth(context, name, prop)
         elif prop.key == "confirm_subscriptions" and name != "cloudwatch":
             context.sink.error(
                 "IR0715",
@@ -223,6 +236,58 @@ def _check_source_settings(context: Context, decl: ast.Source) -> None:
             decl.mappings[0].span,
             label=f"`{name}` payloads are read by irules itself",
             help="give a custom source a name of its own, such as `source my-sender { ... }`",
+        )
+
+
+def _check_basic_auth(context: Context, name: str, prop: ast.Property) -> None:
+    """Report an `auth basic` without a user or a password, a password in clear, or a user name that Basic credentials cannot carry."""
+    users = list(_props(prop.args, "user"))
+    passwords = list(_props(prop.args, "password"))
+    example = 'auth basic user "NAME" password secret("SECRET")'
+    if not users:
+        context.sink.error(
+            "IR0717",
+            f"`auth basic` of source `{name}` has no `user`",
+            prop.span,
+            label="the user name is missing",
+            help=f"write `{example}`",
+        )
+    else:
+        _check_basic_user(context, name, users[0].args[0])
+    if not passwords:
+        context.sink.error(
+            "IR0717",
+            f"`auth basic` of source `{name}` has no `password`",
+            prop.span,
+            label="the password is missing",
+            help=f"write `{example}`",
+        )
+    elif isinstance(passwords[0].args[0], ast.Str):
+        context.sink.error(
+            "IR0717",
+            f"the password of `auth basic` in source `{name}` is written in clear",
+            passwords[0].args[0].span,
+            label="a credential in a plain string",
+            help='keep it in a secret: `password secret("NAME")`, read from the secrets folder or the environment',
+        )
+
+
+def _check_basic_user(context: Context, name: str, user: ast.Str) -> None:
+    if ":" in user.value:
+        context.sink.error(
+            "IR0717",
+            f"user name `{user.value}` of `auth basic` in source `{name}` contains `:`",
+            user.span,
+            label="Basic credentials end the user name at the first `:`",
+            help="choose a user name without `:`, which only the password may contain",
+        )
+    elif any(ord(character) < 0x20 or ord(character) == 0x7F for character in user.value):
+        context.sink.error(
+            "IR0717",
+            f"user name of `auth basic` in source `{name}` contains a control character",
+            user.span,
+            label="Basic credentials cannot carry control characters",
+            help="remove the control character from the user name",
         )
 
 

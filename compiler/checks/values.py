@@ -575,6 +575,8 @@ def _property_blocks(decl: ast.Decl) -> Iterator[tuple[list[object], str, frozen
         yield decl.items, f"source `{name}`", none
         for prop in _props(decl.items, "auth hmac"):
             yield prop.args[1:], "`auth hmac`", none
+        for prop in _props(decl.items, "auth basic"):
+            yield prop.args, "`auth basic`", none
     elif isinstance(decl, ast.Grouping):
         yield decl.items, f"this `{decl.kind}` block", none
     elif isinstance(decl, ast.SeverityDecl) and decl.fallback is not None:

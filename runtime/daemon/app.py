@@ -93,12 +93,35 @@ def receiving_paths(daemon: Daemon) -> dict[str, str]:
     return {name: declared.get(name) or f"{HOOKS_PREFIX}{name}" for name in names}
 
 
+# The challenge of a 401 from a source that takes Basic credentials (RFC 7617). Clients that
+# hold credentials send them only after it: Amazon SNS, for one, with a user and password in
+# the subscription URL.
+BASIC_CHALLENGE = ("www-authenticate", 'Basic realm="irules", charset="UTF-8"')
+
+
+def challenge(daemon: Daemon, source: str, status: int) -> tuple[str, str] | None:
+    """Return the WWW-Authenticate header for a `status` answer of `source`, or None when it needs none."""
+    if status != 401:
+        return None
+    policy = daemon.rules.policy
+    declaration = declared_source(policy.ruleset, source) if policy is not None else None
+    if declaration is None or not any(method.kind == "basic" for method in declaration.auth):
+        return None
+    return BASIC_CHALLENGE
+
+
+def _hook_response(daemon: Daemon, source: str, status: int, content: dict[str, Any]) -> JSONResponse:
+    header = challenge(daemon, source, status)
+    return JSONResponse(content, status_code=status, headers=dict([header]) if header else None)
+
+
 async def hook(request: Request) -> Response:
     """Receive a webhook at `/hooks/<source>` through Starlette, which serves it only under a root path."""
     daemon = _daemon(request)
     headers = {name.lower(): value for name, value in request.headers.items()}
-    status, content = await _receive_hook(daemon, request.path_params["source"], headers, request.stream())
-    return JSONResponse(content, status_code=status)
+    source = request.path_params["source"]
+    status, content = await _receive_hook(daemon, source, headers, request.stream())
+    return _hook_response(daemon, source, status, content)
 
 
 async def _receive_hook(daemon: Daemon, source: str, headers: dict[str, str], chunks: AsyncIterator[bytes]) -> Answer:
@@ -243,7 +266,8 @@ async def custom_path_hook(request: Request) -> Response:
             "and so do custom sources unless they declare a `path` of their own",
         )
         status, content = await _reject_unrouted(daemon, f"path:{path}", headers, request.stream(), rejected)
-    return JSONResponse(content, status_code=status)
+        return JSONResponse(content, status_code=status)
+    return _hook_response(daemon, source, status, content)
 
 
 async def _reject_unrouted(
@@ -355,9 +379,11 @@ async def _serve_webhook(daemon: Daemon, source: str, scope: Scope, receive: Rec
         log.exception("source %s: receiving a webhook failed", source)
         status, content = INTERNAL_ERROR
     body = orjson.dumps(content)
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [_JSON_HEADER, (b"content-length", b"%d" % len(body))]}
-    )
+    response_headers = [_JSON_HEADER, (b"content-length", b"%d" % len(body))]
+    header = challenge(daemon, source, status)
+    if header is not None:
+        response_headers.append((header[0].encode("latin-1"), header[1].encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})
 
 

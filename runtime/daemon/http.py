@@ -34,6 +34,7 @@ from runtime.daemon.app import (
     _hook_source,
     _own_path,
     _receive_body,
+    challenge,
     receive_webhook_now,
 )
 from runtime.daemon.service import Daemon
@@ -148,6 +149,9 @@ class HookProtocol(HttpToolsProtocol):
         for name, value in self.server_state.default_headers:
             parts += [name, b": ", value, b"\r\n"]
         parts.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+        header = challenge(self.daemon, request.source, status)
+        if header is not None:
+            parts += [header[0].encode("latin-1"), b": ", header[1].encode("latin-1"), b"\r\n"]
         if not request.keep_alive:
             parts.append(b"connection: close\r\n")
         parts += [b"\r\n", body]

@@ -5,6 +5,10 @@
   header (`X-Signature-256`, or `X-Grafana-Alerting-Signature` for the
   grafana source), after an optional `prefix` such as `sha256=`. The
   algorithm is sha256 unless `algorithm` names sha1 or sha512.
+- `auth basic user "NAME" password secret("SECRET")`: `Authorization: Basic`
+  and the base64 of `NAME:<value of SECRET>` (RFC 7617). User and password
+  are both compared, each in constant time, so a response does not tell
+  whether the user name was right.
 - `auth none`: every request passes.
 
 With several methods, a request passes when any one does. When none does, a
@@ -15,11 +19,14 @@ Comparisons take constant time.
 SNS messages to the cloudwatch source are authenticated by their signature
 alone. With `confirm_subscriptions` declared, their topic must also be one of
 those listed (the subscription confirmation itself excepted), because any AWS
-account can have SNS sign a message and post it here.
+account can have SNS sign a message and post it here. The declared `auth` of
+the cloudwatch source applies to its other requests: EventBridge events and
+SNS raw message delivery, which carries no signature.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import hmac
@@ -108,7 +115,8 @@ def _log_missing_secret(source: str, name: str) -> None:
 def _no_auth_reason(source: str) -> str:
     reason = (
         f'source `{source}` has no auth configured; declare `auth bearer secret("NAME")`, '
-        f'`auth hmac secret("NAME")` or `auth none` in `source {source} {{ ... }}`'
+        f'`auth hmac secret("NAME")`, `auth basic user "USER" password secret("NAME")` '
+        f"or `auth none` in `source {source} {{ ... }}`"
     )
     if source == "cloudwatch":
         reason += " (SNS messages need none: their signature is verified)"
@@ -152,6 +160,8 @@ def _check_method(source: str, method: ir.SourceAuth, inbound: Inbound, secrets:
         return _check_bearer(inbound, secret)
     if method.kind == "hmac":
         return _check_hmac(source, method, inbound, secret)
+    if method.kind == "basic":
+        return _check_basic(source, method, inbound, secret)
     return 401, f"unsupported auth method `{method.kind}` for source `{source}`"
 
 
@@ -164,6 +174,33 @@ def _check_bearer(inbound: Inbound, secret: str) -> tuple[int, str] | None:
         return 401, "the Authorization header is not a bearer token: expected `Bearer <token>`"
     if not hmac.compare_digest(_bytes(token.strip()), _bytes(secret)):
         return 403, "invalid bearer token"
+    return None
+
+
+def _check_basic(source: str, method: ir.SourceAuth, inbound: Inbound, password: str) -> tuple[int, str] | None:
+    if method.user is None:
+        return 401, f"`auth basic` of source `{source}` names no user"
+    value = header(inbound, "authorization")
+    if value is None:
+        # The HTTP layer adds `WWW-Authenticate: Basic ...` to this 401 (`runtime.daemon.app.challenge`):
+        # SNS sends the credentials of a subscription URL only after that challenge.
+        return 401, "missing Authorization header: expected `Basic` credentials, the base64 of `user:password`"
+    scheme, _, encoded = value.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        return 401, "the Authorization header does not carry `Basic` credentials: expected `Basic <base64 of user:password>`"
+    try:
+        credentials = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:
+        # Raised as binascii.Error (a ValueError) for a bad alphabet or padding, and as ValueError for text that is not ASCII.
+        return 401, "the `Basic` credentials in the Authorization header are not valid base64"
+    user, colon, received_password = credentials.partition(b":")
+    if not colon:
+        return 401, "the `Basic` credentials in the Authorization header have no `:` between user and password"
+    # Both comparisons always run, so the time taken does not tell whether the user name was right.
+    user_matches = hmac.compare_digest(user, _bytes(method.user))
+    password_matches = hmac.compare_digest(received_password, _bytes(password))
+    if not (user_matches and password_matches):
+        return 403, "invalid basic credentials"
     return None
 
 

@@ -75,6 +75,7 @@ slack { app_name "irules" signing_secret secret("S") socket_mode true }
 escalation esc { after 5m unacknowledged notify ops after 1h unresolved escalate to 2 after 2h unresolved escalate
   for severity [critical] { after 1m unacknowledged page ops } repeat 3 every 1h }
 source ci { path "/ci" auth bearer secret("T") auth hmac secret("H") header "X-Sig" algorithm sha256 prefix "p="
+  auth   basic user  "u"   password secret( "B" )
   map { label.alertname = body.name label.x = body["a.b"] } resolved when body.ok == true }
 action restart(kind: string matching "^pod$", replicas: int = 3 matching "^[0-9]+$") { run ["kubectl", "{{ kind }}"] exit_codes [0, 1] risk medium mutating }
 runbook rb-100 "Restart" { when alertname == "X" auto manual timeout 10m risk low concurrency [service] rate_limit 3 per 1h description "d"
@@ -306,6 +307,21 @@ def test_source_with_auth_and_map_block():
         "  resolved when body.ok == true",
         "}",
     )
+
+
+def test_source_with_basic_auth():
+    source = 'source cloudwatch {auth   basic   user "sns"\n    password   secret( "CW_PASSWORD" )  auth bearer secret("T")}'
+    assert fmt(source) == layout(
+        "source cloudwatch {",
+        '  auth basic user "sns" password secret("CW_PASSWORD")',
+        '  auth bearer secret("T")',
+        "}",
+    )
+
+
+def test_basic_auth_options_keep_their_order():
+    source = 'source ci { auth basic password secret("P") user "ci" }'
+    assert fmt(source) == layout("source ci {", '  auth basic password secret("P") user "ci"', "}")
 
 
 def test_action_with_parameters():

@@ -1,7 +1,8 @@
-"""Authentication of webhook requests: bearer, HMAC, `auth none`, several methods, missing secrets."""
+"""Authentication of webhook requests: bearer, HMAC, basic, `auth none`, several methods, missing secrets."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import hmac
@@ -10,10 +11,12 @@ import pytest
 
 from compiler.api import check_text
 from runtime.sources import Inbound, Rejected, authenticate
+from runtime.sources import auth as auth_module
 
 NOW = datetime.datetime(2024, 5, 14, 9, 0, tzinfo=datetime.UTC)
 BODY = b'{"check": "lint"}'
-SECRETS = {"TOKEN": "s3cret-token", "HOOK_KEY": "hmac-key", "GRAFANA_KEY": "g-key"}
+# The basic password contains `:` and a non-ASCII letter: credentials split at the first `:` and are UTF-8.
+SECRETS = {"TOKEN": "s3cret-token", "HOOK_KEY": "hmac-key", "GRAFANA_KEY": "g-key", "BASIC_PASSWORD": "pa:ss-wörd"}
 
 RULES = """
 team ops { webhook "https://hooks.example.com/o" }
@@ -31,6 +34,12 @@ source open { auth none }
 source unset { auth bearer secret("NOT_SET") }
 source no-auth { map { label.x = body.x } }
 source grafana { auth hmac secret("GRAFANA_KEY") }
+source basic-only { auth basic user "sns" password secret("BASIC_PASSWORD") }
+source basic-or-bearer {
+  auth basic user "sns" password secret("BASIC_PASSWORD")
+  auth bearer secret("TOKEN")
+}
+source basic-unset { auth basic user "sns" password secret("NOT_SET") }
 """
 
 
@@ -48,11 +57,20 @@ def rejection(source: str, headers: dict[str, str], ruleset: object, **options: 
         check(source, headers, ruleset, **options)
     assert SECRETS["TOKEN"] not in caught.value.reason
     assert SECRETS["HOOK_KEY"] not in caught.value.reason
+    assert SECRETS["BASIC_PASSWORD"] not in caught.value.reason
+    credentials = headers.get("authorization", "").partition(" ")[2].strip()
+    if credentials:
+        assert credentials not in caught.value.reason
     return caught.value
 
 
 def signature(key: str, body: bytes = BODY, algorithm: str = "sha256") -> str:
     return hmac.new(key.encode(), body, getattr(hashlib, algorithm)).hexdigest()
+
+
+def basic(user: str, password: str, scheme: str = "Basic") -> dict[str, str]:
+    """Return the Authorization header a sender builds from `user` and `password`, as RFC 7617 encodes them."""
+    return {"authorization": f"{scheme} {base64.b64encode(f'{user}:{password}'.encode()).decode()}"}
 
 
 def test_bearer_passes(ruleset: object) -> None:
@@ -185,3 +203,79 @@ def test_allow_unauthenticated_does_not_skip_declared_auth(ruleset: object) -> N
 
 def test_unknown_source_is_not_found(ruleset: object) -> None:
     assert rejection("missing-source", {}, ruleset).status == 404
+
+
+# ---------------------------------------------------------------- basic
+
+
+def test_basic_passes(ruleset: object) -> None:
+    check("basic-only", basic("sns", "pa:ss-wörd"), ruleset)
+    check("basic-only", basic("sns", "pa:ss-wörd", scheme="basic"), ruleset)
+
+
+def test_basic_missing_header_is_unauthorized(ruleset: object) -> None:
+    error = rejection("basic-only", {}, ruleset)
+    assert error.status == 401
+    assert error.reason == "missing Authorization header: expected `Basic` credentials, the base64 of `user:password`"
+
+
+@pytest.mark.parametrize("value", ["Bearer s3cret-token", "Basic", "Digest username=sns"])
+def test_basic_other_scheme_is_unauthorized(ruleset: object, value: str) -> None:
+    error = rejection("basic-only", {"authorization": value}, ruleset)
+    assert error.status == 401
+    assert error.reason == (
+        "the Authorization header does not carry `Basic` credentials: expected `Basic <base64 of user:password>`"
+    )
+
+
+@pytest.mark.parametrize("encoded", ["c25zOnBh*", "c25zOnBhc3M", "c25z OnBh", "c25zOnBhc3M=\udcff", "dXNlcjpwYXNzé"])
+def test_basic_malformed_base64_is_unauthorized(ruleset: object, encoded: str) -> None:
+    error = rejection("basic-only", {"authorization": f"Basic {encoded}"}, ruleset)
+    assert error.status == 401
+    assert error.reason == "the `Basic` credentials in the Authorization header are not valid base64"
+
+
+def test_basic_without_colon_is_unauthorized(ruleset: object) -> None:
+    error = rejection("basic-only", {"authorization": "Basic " + base64.b64encode(b"sns").decode()}, ruleset)
+    assert error.status == 401
+    assert error.reason == "the `Basic` credentials in the Authorization header have no `:` between user and password"
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [("sns", "pa:ss-word"), ("sns", "pa"), ("sns", ""), ("other", "pa:ss-wörd"), ("", "pa:ss-wörd"), ("SNS", "pa:ss-wörd")],
+)
+def test_basic_wrong_credentials_are_forbidden(ruleset: object, user: str, password: str) -> None:
+    error = rejection("basic-only", basic(user, password), ruleset)
+    assert error.status == 403
+    assert error.reason == "invalid basic credentials"
+
+
+def test_basic_compares_password_after_wrong_user(ruleset: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A check that stopped at a wrong user name would return sooner, and so tell which part was wrong.
+    compared: list[tuple[bytes, bytes]] = []
+
+    def compare_digest(received: bytes, expected: bytes) -> bool:
+        compared.append((received, expected))
+        return received == expected
+
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", compare_digest)
+    assert rejection("basic-only", basic("other", "pa:ss-wörd"), ruleset).status == 403
+    assert compared == [(b"other", b"sns"), ("pa:ss-wörd".encode(), "pa:ss-wörd".encode())]
+
+
+def test_basic_or_bearer_passes_either(ruleset: object) -> None:
+    check("basic-or-bearer", basic("sns", "pa:ss-wörd"), ruleset)
+    check("basic-or-bearer", {"authorization": "Bearer s3cret-token"}, ruleset)
+
+
+def test_basic_or_bearer_wrong_basic_is_forbidden(ruleset: object) -> None:
+    error = rejection("basic-or-bearer", basic("sns", "wrong"), ruleset)
+    assert error.status == 403
+    assert error.reason == "invalid basic credentials"
+
+
+def test_basic_missing_secret_is_503(ruleset: object) -> None:
+    error = rejection("basic-unset", basic("sns", "anything"), ruleset)
+    assert error.status == 503
+    assert "NOT_SET" not in error.reason

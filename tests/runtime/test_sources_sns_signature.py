@@ -269,6 +269,48 @@ def test_raw_delivery_uses_declared_auth(pem: bytes) -> None:
     assert caught.value.status == 401
 
 
+BASIC_RULES = """
+team ops { webhook "https://h.example.com/o" }
+route { receiver ops }
+source cloudwatch { auth basic user "sns" password secret("CW_PASSWORD") }
+"""
+BASIC_SECRETS = {"CW_PASSWORD": "cw-password"}
+
+
+def basic_header(password: str) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"sns:{password}".encode()).decode()}
+
+
+def test_raw_delivery_passes_declared_basic(pem: bytes) -> None:
+    body = (FIXTURES / "sns-alarm-raw-delivery.json").read_bytes()
+    raw = {"x-amz-sns-rawdelivery": "true", "x-amz-sns-message-type": "Notification"}
+    ruleset = check_text(BASIC_RULES).ruleset()
+    fetcher = Fetcher(pem)
+
+    authenticate("cloudwatch", Inbound(body, {**raw, **basic_header("cw-password")}), ruleset, BASIC_SECRETS.get, now=NOW)
+    with pytest.raises(Rejected) as caught:
+        authenticate("cloudwatch", Inbound(body, raw), ruleset, BASIC_SECRETS.get, now=NOW, fetch_certificate=fetcher)
+    assert caught.value.status == 401
+    assert "expected `Basic` credentials" in caught.value.reason
+    assert fetcher.urls == []
+
+
+def test_signed_envelope_ignores_basic_credentials(key: rsa.RSAPrivateKey, pem: bytes) -> None:
+    # Basic credentials stand in for a signature only where SNS sends none: a signed envelope is judged by its signature.
+    ruleset = check_text(BASIC_RULES).ruleset()
+    envelope = signed_fixture("sns-alarm.json", key)
+    headers = {"x-amz-sns-message-type": "Notification"}
+    body = json.dumps(envelope).encode()
+    authenticate("cloudwatch", Inbound(body, headers), ruleset, BASIC_SECRETS.get, now=NOW, fetch_certificate=Fetcher(pem))
+
+    envelope["Message"] = envelope["Message"].replace("ALARM", "OK")
+    tampered = Inbound(json.dumps(envelope).encode(), {**headers, **basic_header("cw-password")})
+    with pytest.raises(Rejected) as caught:
+        authenticate("cloudwatch", tampered, ruleset, BASIC_SECRETS.get, now=NOW, fetch_certificate=Fetcher(pem))
+    assert caught.value.status == 403
+    assert caught.value.reason == "invalid SNS signature"
+
+
 def test_signed_envelope_stays_sns(key: rsa.RSAPrivateKey, pem: bytes) -> None:
     # Extra keys are not signed: a signed envelope must never be read as another form.
     envelope = signed_fixture("sns-alarm.json", key)

@@ -85,6 +85,19 @@ def receiver(document: dict[str, Any], name: str) -> dict[str, Any]:
     return next(item for item in document["receivers"] if item["name"] == name)
 
 
+# The daemon's own webhook, sent with basic credentials. The user name `yes` would read as a YAML boolean unquoted.
+BASIC_AUTH_HOOK = """
+settings {
+  secrets_dir "/run/irules/secrets"
+  daemon_url "https://irules.example.com"
+  smtp "smtp.example.com:25" from "am@example.com"
+}
+receiver ops { email "ops@example.com" }
+route { receiver ops }
+source alertmanager { auth basic user "yes" password secret("AM_PASSWORD") }
+"""
+
+
 def example_cases() -> list[Any]:
     cases = []
     for folder in sorted(path for path in EXAMPLES.iterdir() if path.is_dir() and any(path.glob("*.irules"))):
@@ -125,6 +138,16 @@ def test_tricky_values_pass_amtool(tmp_path: Path) -> None:
     config.write_text(alertmanager.render(ruleset_of(source)), encoding="utf-8")
     checked = check_config(config)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@requires_amtool
+@pytest.mark.slow
+def test_basic_auth_daemon_hook_passes_amtool(tmp_path: Path) -> None:
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(alertmanager.render(ruleset_of(BASIC_AUTH_HOOK)), encoding="utf-8")
+    checked = check_config(config)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "basic_auth" in config.read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- target versions
@@ -263,6 +286,41 @@ def test_sms_with_daemon_url_goes_to_daemon_hook() -> None:
         "name": "phone",
         "webhook_configs": [{"url": "https://irules.example.com/hooks/alertmanager", "send_resolved": True}],
     }
+
+
+def test_basic_auth_goes_to_daemon_hook() -> None:
+    (hook,) = receiver(rendered(BASIC_AUTH_HOOK), "ops")["webhook_configs"]
+    assert hook == {
+        "url": "https://irules.example.com/hooks/alertmanager",
+        "send_resolved": True,
+        "http_config": {"basic_auth": {"username": "yes", "password_file": f"{SECRETS_DIR}/AM_PASSWORD"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("methods", "http_config"),
+    [
+        (
+            'auth bearer secret("AM_TOKEN") auth basic user "am" password secret("AM_PASSWORD")',
+            {"authorization": {"type": "Bearer", "credentials_file": f"{SECRETS_DIR}/AM_TOKEN"}},
+        ),
+        (
+            'auth basic user "am" password secret("AM_PASSWORD") auth bearer secret("AM_TOKEN")',
+            {"basic_auth": {"username": "am", "password_file": f"{SECRETS_DIR}/AM_PASSWORD"}},
+        ),
+    ],
+    ids=["bearer-first", "basic-first"],
+)
+def test_daemon_hook_sends_first_declared_credentials(methods: str, http_config: dict[str, Any]) -> None:
+    # Alertmanager rejects an http_config with both `authorization` and `basic_auth`.
+    source = f"""
+settings {{ secrets_dir "/run/irules/secrets" daemon_url "https://irules.example.com" }}
+receiver phone {{ sms "+4930123456789" }}
+route {{ receiver phone }}
+source alertmanager {{ {methods} }}
+"""
+    (hook,) = receiver(rendered(source), "phone")["webhook_configs"]
+    assert hook["http_config"] == http_config
 
 
 def test_teams_before_0_26_without_daemon() -> None:
