@@ -298,3 +298,30 @@ def test_stock_templates_have_en_and_de():
     templates = _by_name(_parse_rules("templates.irules"), ast.Template)
     locales = {name: sorted(locale.locale.value for locale in template.locales) for name, template in templates.items()}
     assert locales == {"terraform_drift_report": ["de", "en"], "terraform_drift_notice": ["de", "en"]}
+
+
+def test_production_dedup_fits_alerts_with_and_without_instance(caplog: pytest.LogCaptureFixture):
+    import logging
+
+    from compiler.api import compile_rules
+    from runtime.alerts import Alert
+    from runtime.policy import Policy
+
+    policy = Policy(compile_rules(Path("examples/production"), "production"))
+    labels = {"alertname": "DeployPipelineFailed", "cluster": "prod-eu-1", "service": "ci"}
+    without = Alert(source="ci-webhook", name="DeployPipelineFailed", status="firing", labels=labels)
+    # `pod` is not among the rule's labels, so the key of this alert differs from its fingerprint.
+    with_instance = Alert(
+        source="alertmanager", name="HighCpu", status="firing", labels={**labels, "instance": "a:9100", "pod": "p1"}
+    )
+
+    with caplog.at_level(logging.WARNING, logger="irules.policy"):
+        first = policy.dedup(without)
+        second = policy.dedup(with_instance)
+
+    # A CI failure has no instance: it keeps its sender's fingerprint, and nothing warns about it.
+    assert (first.key, first.rule, first.missing) == (without.fingerprint, None, ())
+    assert second.rule == "per-instance"
+    assert second.key != with_instance.fingerprint
+    assert caplog.records == []
+    assert policy.flap_settings(without) == (1800.0, 4)
