@@ -926,14 +926,19 @@ class CustomSourceRoute(Route):
     """The route to `custom_path_hook`: `POST` and `PUT` on any path outside `OWN_PREFIXES`, tried after every other route.
 
     A plain catch-all `Route` matches other methods partially, so Starlette would respond
-    to a `GET` of an unknown path with 405. This route does not match them at all: an
-    unknown path gets 404, and a known path with a wrong method gets 405 from its own
-    route, with an `Allow` header.
+    to a `GET` of an unknown path with 405. This route matches another method only at a
+    path that a custom source of the rules in force declared, so that such a request gets
+    405 with `Allow: POST, PUT`, as `/hooks/<source>` does, and any other unknown path 404.
     """
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)
-        if match is not Match.FULL or f"/{child_scope['path_params']['path']}".startswith(OWN_PREFIXES):
+        if match is Match.NONE:
+            return match, child_scope
+        path = f"/{child_scope['path_params']['path']}"
+        if path.startswith(OWN_PREFIXES):
+            return Match.NONE, {}
+        if match is Match.PARTIAL and _source_at_path(scope["app"].state.daemon, path) is None:
             return Match.NONE, {}
         return match, child_scope
 

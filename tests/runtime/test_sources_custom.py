@@ -678,3 +678,19 @@ def test_production_unknown_path_is_404(production_daemon: tuple[DaemonProcess, 
 
     assert response.status_code == 404, response.text
     assert response.json()["error"] == UNKNOWN_PATH_REASON
+
+
+@pytest.mark.parametrize("root_path", ["", "/irules"])
+def test_wrong_method_at_source_path_gets_405(http_config: DaemonConfig, root_path: str) -> None:
+    async def check(client: httpx.AsyncClient, daemon: object) -> None:
+        at_source = await client.get(f"{root_path}/webhooks/ci")
+        elsewhere = await client.get(f"{root_path}/webhooks/nosuch")
+
+        # As at /hooks/<source>: the path exists, so a GET gets 405 and the methods it takes.
+        assert at_source.status_code == 405
+        assert at_source.headers["allow"] == "POST, PUT"
+        assert at_source.json() == {"error": f"Method Not Allowed: GET {root_path}/webhooks/ci"}
+        assert elsewhere.status_code == 404
+
+    run_app(http_config, check, root_path)
+    assert rows(http_config, "SELECT count(*) FROM dead_letters") == [(0,)]
