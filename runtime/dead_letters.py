@@ -27,7 +27,7 @@ from runtime.ingest import receive
 from runtime.pipeline import UNTRUSTED_STATUSES, accept
 from runtime.secrets import Secrets
 from runtime.sources.base import Inbound, Rejected
-from runtime.sources.payload import FORM_TYPES
+from runtime.sources.payload import FORM_TYPES, media_type
 from runtime.store import Store
 from runtime.store.schema import dead_letters
 
@@ -129,13 +129,11 @@ def replay(store: Store, ruleset: ir.Ruleset, number: int, now: datetime.datetim
 def _replayed_headers(headers: dict[str, str]) -> dict[str, str]:
     """Return the stored headers without a form Content-Type, so that a replay reads the body as the JSON it should be.
 
-    A webhook posted as a form (curl's default without `-H "Content-Type: ..."`) got
-    415 to show the sender its mistake; replaying it means to take the body as JSON.
+    A webhook posted as a form (curl's default without `-H "Content-Type: ..."`) got 415,
+    which shows the sender its mistake. Replaying it means taking the body as JSON.
     """
     return {
-        name: value
-        for name, value in headers.items()
-        if not (name.lower() == "content-type" and value.split(";")[0].strip().lower() in FORM_TYPES)
+        name: value for name, value in headers.items() if not (name.lower() == "content-type" and media_type(value) in FORM_TYPES)
     }
 
 

@@ -35,16 +35,15 @@ def check_targets(ruleset: ir.Ruleset) -> None:
         compiler.errors.TargetError: an artifact cannot be produced from this ruleset.
     """
     with collector_paused():
-        alertmanager.render(ruleset)
-        pagerduty.render(ruleset)
-        if ruleset.slack is not None:
-            from targets import slack_blocks, slack_manifest
-
-            slack_manifest.render(ruleset)
-            slack_blocks.render(ruleset)
+        _render_targets(ruleset)
 
 
 def _render(ruleset: ir.Ruleset) -> dict[str, str]:
+    return {**_render_targets(ruleset), "ruleset.json": ruleset.to_json()}
+
+
+def _render_targets(ruleset: ir.Ruleset) -> dict[str, str]:
+    """Return the artifacts of the targets, which are every artifact but `ruleset.json`."""
     artifacts = {
         "alertmanager.yml": alertmanager.render(ruleset),
         "pagerduty.json": pagerduty.render(ruleset),
@@ -55,5 +54,4 @@ def _render(ruleset: ir.Ruleset) -> dict[str, str]:
 
         artifacts["slack-manifest.yaml"] = slack_manifest.render(ruleset)
         artifacts["slack-blocks.json"] = slack_blocks.render(ruleset)
-    artifacts["ruleset.json"] = ruleset.to_json()
     return artifacts

@@ -722,9 +722,8 @@ def _skipped_summary(skipped: list[int]) -> str:
     listed_ids = ", ".join(str(number) for number in skipped[:SKIPPED_IDS_SHOWN])
     if len(skipped) > SKIPPED_IDS_SHOWN:
         listed_ids += ", …"
-    letters = "dead letter" if len(skipped) == 1 else "dead letters"
     return (
-        f"skipped {len(skipped)} {letters} whose last replay failed ({listed_ids}); "
+        f"skipped {_count(len(skipped), 'dead letter')} whose last replay failed ({listed_ids}); "
         f"to replay {'it' if len(skipped) == 1 else 'them'} again, name the ids or run `irules replay --retry-failed`"
     )
 

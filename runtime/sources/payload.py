@@ -39,9 +39,14 @@ def check_content(inbound: Inbound, *, any_content_type: bool = False) -> None:
         raise Rejected(415, f"unsupported Content-Encoding {shown(encoding)}: send the JSON body uncompressed")
     if any_content_type:
         return
-    content_type = (header(inbound, "content-type") or "").split(";")[0].strip().lower()
+    content_type = media_type(header(inbound, "content-type"))
     if content_type in FORM_TYPES:
         raise Rejected(415, f"unsupported Content-Type {shown(content_type)}: send the body as application/json")
+
+
+def media_type(content_type: str | None) -> str:
+    """Return the media type of a Content-Type value in lower case, without its parameters (`application/json`)."""
+    return (content_type or "").split(";")[0].strip().lower()
 
 
 def parse_json(body: bytes) -> Any:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from runtime.daemon.service import DaemonConfig
-from tests.runtime.test_daemon_hooks import running
+from tests.runtime.test_daemon_hooks import daemon_config, running
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudwatch"
 PASSWORD = "basic-password-for:tests"
@@ -46,19 +46,8 @@ ROOT_PATHS = pytest.mark.parametrize("root_path", ["", "/irules"], ids=["own-app
 
 @pytest.fixture
 def config(tmp_path: Path) -> DaemonConfig:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.irules").write_text(RULES, encoding="utf-8")
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "CLOUDWATCH_BASIC_PASSWORD").write_text(PASSWORD + "\n", encoding="utf-8")
-    return DaemonConfig(
-        rules=tmp_path / "rules",
-        environment=None,
-        database_url=f"sqlite:///{tmp_path / 'irules.db'}",
-        secrets_dir=tmp_path / "secrets",
-        watch=False,
-        notify=False,
-        runbooks=False,
-    )
+    # The secret file ends with a newline, as an editor writes it, and the daemon removes it.
+    return daemon_config(tmp_path, RULES, {"CLOUDWATCH_BASIC_PASSWORD": PASSWORD + "\n"})
 
 
 def authorization(user: str, password: str) -> str:

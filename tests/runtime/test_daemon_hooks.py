@@ -44,12 +44,13 @@ def config(tmp_path: Path) -> DaemonConfig:
     return daemon_config(tmp_path)
 
 
-def daemon_config(tmp_path: Path) -> DaemonConfig:
-    """Write the rules and the token's secret under `tmp_path`, and return a config for an in-process daemon on SQLite."""
+def daemon_config(tmp_path: Path, rules: str = RULES, secrets: dict[str, str] | None = None) -> DaemonConfig:
+    """Write `rules` and `secrets` (by default this file's token) under `tmp_path`, and return a config for an in-process daemon on SQLite."""
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.irules").write_text(RULES, encoding="utf-8")
+    (tmp_path / "rules" / "rules.irules").write_text(rules, encoding="utf-8")
     (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "IRULES_TEST_HOOKS_TOKEN").write_text(TOKEN, encoding="utf-8")
+    for name, value in ({"IRULES_TEST_HOOKS_TOKEN": TOKEN} if secrets is None else secrets).items():
+        (tmp_path / "secrets" / name).write_text(value, encoding="utf-8")
     return DaemonConfig(
         rules=tmp_path / "rules",
         environment=None,
@@ -308,7 +309,7 @@ def test_hook_client_gone_gets_no_response(config: DaemonConfig) -> None:
 
 
 def test_hook_reports_alerts_the_sender_left_out(config: DaemonConfig, caplog: pytest.LogCaptureFixture) -> None:
-    # The fixture's sender cut its group at `max_alerts` and says how many it left out.
+    # The fixture's sender cut its group at `max_alerts` and states how many it left out.
     body = (FIXTURES / "alertmanager" / "firing-unicode-empty-long.json").read_bytes()
     sent = json.loads(body)
 

@@ -22,7 +22,7 @@ from runtime.alerts import FIRING, RESOLVED, identity_fingerprint
 from runtime.daemon.service import Daemon, DaemonConfig
 from runtime.sources import ALERTS, MAX_VALUE_BYTES, Inbound, Rejected, authenticate, normalise
 from tests.runtime.daemon_process import DaemonProcess, WebhookSigner
-from tests.runtime.test_daemon_hooks import running
+from tests.runtime.test_daemon_hooks import daemon_config, running
 
 REPO = Path(__file__).resolve().parents[2]
 UTC = datetime.UTC
@@ -490,17 +490,7 @@ UNKNOWN_PATH_REASON = (
 
 @pytest.fixture
 def http_config(tmp_path: Path) -> DaemonConfig:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.irules").write_text(HTTP_RULES, encoding="utf-8")
-    return DaemonConfig(
-        rules=tmp_path / "rules",
-        environment=None,
-        database_url=f"sqlite:///{tmp_path / 'irules.db'}",
-        secrets_dir=tmp_path,
-        watch=False,
-        notify=False,
-        runbooks=False,
-    )
+    return daemon_config(tmp_path, HTTP_RULES, {})
 
 
 def rows(config: DaemonConfig, query: str) -> list[tuple[Any, ...]]:
