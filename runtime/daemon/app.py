@@ -100,7 +100,7 @@ BASIC_CHALLENGE = ("www-authenticate", 'Basic realm="irules", charset="UTF-8"')
 
 
 def challenge(daemon: Daemon, source: str, status: int) -> tuple[str, str] | None:
-    """Return the WWW-Authenticate header for a `status` answer of `source`, or None when it needs none."""
+    """Return the WWW-Authenticate header for a response of `source` with `status`, or None when it needs none."""
     if status != 401:
         return None
     policy = daemon.rules.policy

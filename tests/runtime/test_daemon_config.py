@@ -126,7 +126,7 @@ def test_cli_names_the_token_variable_on_401() -> None:
     )
 
 
-def test_cli_names_the_source_auth_on_a_rejected_webhook() -> None:
+def test_hook_rejection_names_source_auth() -> None:
     from runtime.client import BackendError, RemoteBackend
 
     seen: list[str | None] = []

@@ -395,7 +395,7 @@ def test_bulk_replay_skips_failed_letters(store: Store, local: list[str], rules:
     assert lines[1] == f"dead letter {readable}: replayed (replayed: 2 alerts)"
     assert len(lines) == 2
 
-    # Nothing is left that has not failed before: the run succeeds, tries nothing and says how to retry.
+    # Nothing is left that has not failed before: the run succeeds, tries nothing and prints how to retry.
     attempted = listed_by_cli(local)[malformed]["replay_attempted_at"]
     second = irules(*replay)
     assert second.exit_code == 0, second.output

@@ -189,7 +189,7 @@ def test_unresolved_rules_are_logged_once_at_their_level(store: Store, tmp_path:
         for record in caplog.records
         if record.name == "irules.policy"
     ]
-    # A dedup rule that cannot fold repeats is worth a warning; a correlate rule that
+    # A dedup rule that cannot fold repeats is worth a warning. A correlate rule that
     # does not apply hands the alert to the next one, which is routine.
     assert logged == [
         ("WARNING", "dedup rule (unnamed): labels instance missing on alert DiskFull"),
